@@ -1,0 +1,140 @@
+"""Data pipeline benchmark: raw NTU-format files -> store (files/s per core, peak memory).
+
+    python benchmarks/bench_data.py [--files N] [--keep DIR]
+
+Generates N synthetic raw files (hacm.data.synth.write_synthetic, real NTU format), converts them
+with workers=1 and workers=2, and prints files/s per core against the spec's reference (the
+original scripts: 120 files/s, parsing alone 160 files/s) and target (500 files/s per core),
+plus a same-run baseline: the original scripts' line-by-line parse loop on the same files, and
+the training loader's throughput (clips/s) on the converted store.
+Each section is a function; main() runs them all.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE_FILES_PER_S = 120.0   # performance.md: original parse + denoise + transform, one process
+TARGET_FILES_PER_S = 500.0      # performance.md: per core
+
+
+def generate(raw_dir: Path, files: int) -> int:
+    from hacm.data.synth import write_synthetic
+
+    per_performer = 21 * 3      # default synthetic classes x cameras
+    performers = max(1, -(-files // per_performer))
+    summary = write_synthetic(raw_dir, seed=0, performers=performers, replications=1, progress=False)
+    print(f"generated {summary.num_files} files, {summary.bytes / 1e6:.0f} MB "
+          f"({summary.bytes / summary.num_files / 1e3:.0f} KB/file) in {summary.seconds:.1f} s")
+    return summary.num_files
+
+
+def original_style_parse(path: Path) -> list:
+    """The original scripts' parse loop (split each line, float each field), as a same-run baseline."""
+    with open(path) as f:
+        lines = f.readlines()
+    n, line, out = int(lines[0]), 1, []
+    for _ in range(n):
+        bodies = int(lines[line]); line += 1
+        for _ in range(bodies):
+            line += 2
+            out.append(np.array([lines[line + j].split()[:3] for j in range(25)], dtype=np.float32))
+            line += 25
+    return out
+
+
+def bench_parse(raw_dir: Path, sample: int = 200) -> None:
+    from hacm.data.raw_ntu import parse_skeleton_file
+
+    paths = sorted(raw_dir.glob("*.skeleton"))[:sample]
+    for name, fn in (("original-style parse loop", original_style_parse), ("hacm parse_skeleton_file", parse_skeleton_file)):
+        rates = []
+        for _ in range(3):
+            t = time.perf_counter()
+            for p in paths:
+                fn(p)
+            rates.append(len(paths) / (time.perf_counter() - t))
+        print(f"  {name:<28} median {statistics.median(rates):7.0f} files/s "
+              f"(spread {min(rates):.0f}-{max(rates):.0f}, {len(paths)} files, 3 runs)")
+
+
+def bench_convert(raw_dir: Path, out_root: Path, workers_list=(1, 2)) -> None:
+    from hacm.data.convert import convert_ntu
+
+    for workers in workers_list:
+        out = out_root / f"store-w{workers}"
+        report = convert_ntu(raw_dir, out, workers=workers, progress=False)
+        per_core = report.inputs / report.seconds / workers
+        print(f"  workers={workers}: {report.inputs} files in {report.seconds:.1f} s = "
+              f"{report.inputs / report.seconds:.0f} files/s, {per_core:.0f} files/s per core "
+              f"(x{per_core / REFERENCE_FILES_PER_S:.2f} of the 120 files/s reference, "
+              f"{per_core / TARGET_FILES_PER_S:.0%} of the 500 files/s target)")
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(f"  peak RSS: parent {self_kb / 1024:.0f} MB, largest worker {child_kb / 1024:.0f} MB "
+          f"(bounded by one chunk of files, independent of the number of files)")
+
+
+def bench_loader(store_path: Path, batch_size: int = 64, passes: int = 3) -> None:
+    """SkeletonDataset + make_loader on the converted store, pre-training augmentations (random
+    crop p in [0.5, 1], resize, rotation): clips/s for windows 72 / 120 and 0 / 2 workers. The
+    first pass (worker start-up, cold page cache) is reported apart from the median of the rest."""
+    from hacm.data.dataset import SkeletonDataset
+    from hacm.data.loader import make_loader
+    from hacm.data.store import Store
+
+    store = Store.open(store_path)
+    benchmark = store.benchmarks()[0]
+    steady = {}
+    for window in (72, 120):
+        for workers in (0, 2):
+            ds = SkeletonDataset(store, benchmark, "train", window_size=window, random_rot=True)
+            loader = make_loader(ds, batch_size, train=True, num_workers=workers, drop_last=False)
+            rates = []
+            for epoch in range(passes):
+                ds.set_epoch(epoch)
+                t = time.perf_counter()
+                clips = sum(x.shape[0] for x, _ in loader)
+                rates.append(clips / (time.perf_counter() - t))
+            del loader  # stops its persistent workers
+            steady[window, workers] = statistics.median(rates[1:])
+            print(f"  window {window:>3}, workers {workers}: first pass {rates[0]:6.0f} clips/s, "
+                  f"then median {steady[window, workers]:6.0f} clips/s ({len(ds)} clips of {benchmark} "
+                  f"train, batch {batch_size}, {passes - 1} passes)")
+    for window in (72, 120):
+        print(f"  window {window}: 2 workers / in-process = x{steady[window, 2] / steady[window, 0]:.2f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=2000, help="synthetic raw files to generate (default 2000)")
+    parser.add_argument("--keep", type=Path, default=None, help="work in this directory and keep it")
+    args = parser.parse_args(argv)
+    print(f"command: {' '.join(sys.argv)}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"python {platform.python_version()}, numpy {np.__version__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.keep or Path(tmp)
+        raw = root / "raw"
+        if not any(raw.glob("*.skeleton")):
+            generate(raw, args.files)
+        print("parsing, one process:")
+        bench_parse(raw)
+        print("conversion to a store (parse + denoise + centre + write):")
+        bench_convert(raw, root)
+        print("loading for training (SkeletonDataset + make_loader):")
+        bench_loader(root / "store-w1")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from hacm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,170 @@
+"""Checkpoints: atomic writes, `weights_only` reads, RNG state, pre-trained encoder import.
+
+A hacm checkpoint is a dict of tensors and plain Python values only (no pickled classes), so it
+always loads with `torch.load(..., weights_only=True)`:
+
+    format "hacm-checkpoint", version, protocol, config (plain dict), model (state dict),
+    optimizer (state dict), epoch (completed epochs), step (optimizer steps taken),
+    rng (torch / cuda / numpy / python states as tensors and lists), sampler (shuffling
+    generator state or None), best ({"metric", "value", "epoch"} or None), class_names.
+
+Original MAMP / HA-CM release checkpoints (`ckpt["model"]` with MAMP parameter names) are read
+by `load_pretrained_encoder` through `hacm.model.load_mamp_state_dict`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hacm.errors import HacmError
+from hacm.model import Encoder, LoadReport, load_mamp_state_dict
+
+FORMAT = "hacm-checkpoint"
+VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+
+# Model fields that change what an encoder computes without changing any tensor shape, or that
+# load_mamp_state_dict cannot reconcile: a pre-trained encoder must agree with the run on them.
+ARCHITECTURE_KEYS = ("dim_in", "dim", "depth", "heads", "t_patch", "prune", "geometry", "curvature")
+
+
+def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """Write `state` to `path` atomically: a temporary file in the same directory, fsync, rename.
+
+    A crash or exception mid-write leaves the previous file (if any) untouched and no partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Read a hacm checkpoint with `weights_only=True`; HacmError naming the file if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise HacmError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        raise HacmError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise HacmError(f"{path}: not a hacm checkpoint (no format marker {FORMAT!r})")
+    if state.get("version") != VERSION:
+        raise HacmError(f"{path}: checkpoint version {state.get('version')!r}, this hacm reads {VERSION}")
+    return state
+
+
+def find_checkpoint(path: str | Path, which: str = "last") -> Path:
+    """A checkpoint file, or a run directory -> its checkpoints/<which>.pt."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / CHECKPOINT_DIR / f"{which}.pt"
+        if not candidate.is_file():
+            raise HacmError(f"{path}: run directory has no {CHECKPOINT_DIR}/{which}.pt")
+        return candidate
+    if not path.is_file():
+        raise HacmError(f"{path}: no such checkpoint file or run directory")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# RNG state as tensors and lists (weights_only-safe)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-trained encoders: hacm runs and original MAMP / HA-CM checkpoints
+
+
+def _load_any(path: Path) -> dict:
+    """A hacm or original-code checkpoint. MAMP stores its argparse.Namespace next to the weights;
+    that one class is allowed, nothing else that executes code on load."""
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise HacmError(f"{path}: cannot read it as a checkpoint with weights_only=True "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def load_pretrained_encoder(encoder: Encoder, path: str | Path, model_config=None) -> LoadReport:
+    """Initialise `encoder` from a hacm run / checkpoint or an original MAMP / HA-CM `.pth`.
+
+    hacm checkpoints must agree with `model_config` on ARCHITECTURE_KEYS. Every encoder tensor
+    must be found (a partly random "pre-trained" encoder is a mistake, not a warning); heads and
+    decoders in the file are reported and ignored, temp_embed is interpolated when the number of
+    time patches differs.
+    """
+    path = find_checkpoint(path)
+    raw = _load_any(path)
+    if isinstance(raw, dict) and raw.get("format") == FORMAT:
+        if model_config is not None:
+            saved = raw["config"]["model"]
+            diff = [f"{k}: checkpoint {saved.get(k)!r}, run {getattr(model_config, k)!r}"
+                    for k in ARCHITECTURE_KEYS if saved.get(k) != getattr(model_config, k)]
+            if diff:
+                raise HacmError(f"{path}: the pre-trained encoder does not match model config ({'; '.join(diff)})")
+        state = {k.removeprefix("encoder."): v for k, v in raw["model"].items() if k.startswith("encoder.")}
+    elif isinstance(raw, dict):
+        state = raw.get("model", raw)
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise HacmError(f"{path}: expected a state dict (or a dict with one under 'model')")
+    else:
+        raise HacmError(f"{path}: expected a dict checkpoint, got {type(raw).__name__}")
+    report = load_mamp_state_dict(encoder, state)
+    if report.missing:
+        raise HacmError(f"{path}: the checkpoint has no value for encoder tensors "
+                        f"{', '.join(report.missing[:6])}{' ...' if len(report.missing) > 6 else ''}")
+    return report
+
+
+def describe_load(report: LoadReport, path) -> str:
+    """One human-readable paragraph about what `load_pretrained_encoder` did."""
+    lines = [f"loaded {len(report.loaded)} encoder tensors from {path}"]
+    for key, (src, dst) in report.interpolated.items():
+        lines.append(f"  {key}: resized {list(src)} -> {list(dst)}")
+    if report.ignored:
+        lines.append(f"  ignored {len(report.ignored)} decoder / mask-token tensors")
+    if report.unexpected:
+        lines.append(f"  ignored {len(report.unexpected)} tensors the encoder has no slot for: "
+                     f"{', '.join(report.unexpected[:6])}{' ...' if len(report.unexpected) > 6 else ''}")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""`hacm data ...`: convert raw datasets into stores, generate synthetic data, inspect stores.
+
+The converters and the store are imported inside each command so that `hacm --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("data", help="convert, generate and inspect skeleton datasets",
+                              description="Convert raw datasets into hacm stores, generate the synthetic "
+                                          "dataset, inspect stores, and read/write legacy .npz files.")
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+
+    ntu = sub.add_parser("ntu", help="raw NTU RGB+D .skeleton files -> store")
+    ntu.add_argument("--raw", type=Path, required=True, help="directory of .skeleton files")
+    ntu.add_argument("--out", type=Path, required=True, help="store directory to write")
+    ntu.add_argument("--dataset", choices=("ntu60", "ntu120"), default=None,
+                     help="which dataset (required unless RAW/synth.json names it)")
+    ntu.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    ntu.add_argument("--allow-errors", action="store_true",
+                     help="publish the store even if some files could not be parsed (listed in the manifest)")
+    ntu.add_argument("--missing", type=Path, default=None,
+                     help="text file of sample names to drop without parsing (NTU missing-skeleton list)")
+    ntu.set_defaults(func=_ntu)
+
+    pku = sub.add_parser("pku", help="PKU-MMD Phase I/II -> store")
+    pku.add_argument("--raw", type=Path, required=True, help="directory with skeleton/, label/ and split files")
+    pku.add_argument("--out", type=Path, required=True, help="store directory to write")
+    pku.add_argument("--phase", type=int, choices=(1, 2), required=True)
+    pku.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    pku.add_argument("--allow-errors", action="store_true",
+                     help="publish the store even if some videos could not be parsed")
+    pku.set_defaults(func=_pku)
+
+    synth = sub.add_parser("synth", help="generate the synthetic dataset as raw NTU-format files")
+    synth.add_argument("--out", type=Path, required=True, help="directory for the raw files")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--performers", type=int, default=10)
+    synth.add_argument("--replications", type=int, default=2)
+    synth.set_defaults(func=_synth)
+
+    info = sub.add_parser("info", help="summarise a store (counts per split and class, lengths, sizes)")
+    info.add_argument("store", type=Path)
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.add_argument("--verify", action="store_true", help="also recompute the checksum")
+    info.set_defaults(func=_info)
+
+    imp = sub.add_parser("import-npz", help="legacy MAMP/CTR-GCN .npz -> store")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--out", type=Path, required=True, help="store directory to write")
+    imp.add_argument("--benchmark", default=None, help="benchmark name for the file's train/test split")
+    imp.set_defaults(func=_import_npz)
+
+    exp = sub.add_parser("export-npz", help="store benchmark -> legacy .npz (300 frames, 2 actors)")
+    exp.add_argument("store", type=Path)
+    exp.add_argument("--benchmark", required=True)
+    exp.add_argument("--out", type=Path, required=True, help=".npz file to write")
+    exp.set_defaults(func=_export_npz)
+
+
+def _print_report(report) -> None:
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items())) or "none"
+    print(f"{report.dataset}: {report.inputs} inputs -> {report.kept} samples kept; dropped: {dropped}")
+    print(f"store: {report.store_path}  ({report.seconds:.1f} s, {report.items_per_second:.0f}/s, "
+          f"{report.workers} worker(s))")
+    if report.errors:
+        print(f"{len(report.errors)} error(s) allowed (see {report.store_path / 'manifest.jsonl'}); first: "
+              f"{report.errors[0]}")
+
+
+def _ntu(args: argparse.Namespace) -> int:
+    from hacm.data.convert import convert_ntu
+
+    _print_report(convert_ntu(args.raw, args.out, args.dataset, workers=args.workers,
+                              allow_errors=args.allow_errors, missing_list=args.missing))
+    return 0
+
+
+def _pku(args: argparse.Namespace) -> int:
+    from hacm.data.pku import convert_pku
+
+    _print_report(convert_pku(args.raw, args.out, args.phase, workers=args.workers,
+                              allow_errors=args.allow_errors))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from hacm.data.synth import write_synthetic
+
+    s = write_synthetic(args.out, seed=args.seed, performers=args.performers, replications=args.replications)
+    print(f"synthetic: {s.num_files} files, {len(s.class_names)} classes, {s.num_frames} frames, "
+          f"{s.bytes / 1e6:.1f} MB in {s.out_dir} ({s.seconds:.1f} s)")
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    """Store.summary() as readable text."""
+    lines = [f"store     {summary['path']}",
+             f"dataset   {summary['dataset']} (format {summary['format_version']}, created {summary['created']})",
+             f"samples   {summary['num_samples']} ({summary['actors']['1']} one-actor, "
+             f"{summary['actors']['2']} two-actor), {summary['num_classes']} classes",
+             f"length    min {summary['length']['min']}, median {summary['length']['median']:g}, "
+             f"max {summary['length']['max']} frames; {summary['total_frames']} frames in all",
+             f"size      {summary['bytes']['total'] / 1e6:.1f} MB "
+             f"(frames.bin {summary['bytes']['frames.bin'] / 1e6:.1f} MB)"]
+    names = list(summary["classes"])
+    header = ["split", "train", "test"]
+    lines.append("")
+    lines.append(f"{header[0]:<16} {header[1]:>8} {header[2]:>8}")
+    for bench, parts in summary["splits"].items():
+        lines.append(f"{bench:<16} {parts['train']['count']:>8} {parts['test']['count']:>8}")
+    lines.append("")
+    width = max(len(n) for n in names) if names else 5
+    benches = list(summary["splits"])
+    lines.append(f"{'class':<{width + 5}} {'all':>6}" + "".join(f" {b[:14]:>14}" for b in benches))
+    for k, name in enumerate(names):
+        per_bench = "".join(f" {summary['splits'][b]['train']['per_class'][k]:>6}/"
+                            f"{summary['splits'][b]['test']['per_class'][k]:<7}" for b in benches)
+        lines.append(f"{k:>3}  {name:<{width}} {summary['classes'][name]:>6}{per_bench}")
+    return "\n".join(lines)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from hacm.data.store import Store
+
+    store = Store.open(args.store, verify=args.verify)
+    summary = store.summary()
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    if args.verify:
+        print("checksum  ok")
+    return 0
+
+
+def _import_npz(args: argparse.Namespace) -> int:
+    from hacm.data.legacy_npz import import_npz
+
+    store = import_npz(args.file, args.out, args.benchmark)
+    print(f"imported {len(store)} samples into {store.path} (benchmarks: {', '.join(store.benchmarks())})")
+    return 0
+
+
+def _export_npz(args: argparse.Namespace) -> int:
+    from hacm.data.legacy_npz import export_npz
+    from hacm.data.store import Store
+
+    report = export_npz(Store.open(args.store), args.benchmark, args.out)
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    print(f"wrote {report.path} ({counts}; {report.truncated} clips truncated to 300 frames)")
+    return 0

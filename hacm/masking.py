@@ -1,0 +1,190 @@
+"""HA-CM token masking: criteria (scores), Gumbel-Max sampling, cross grouping, bookkeeping.
+
+Tokens of one actor sequence form a (time patch, joint) grid of TP x V tokens, flattened
+time-major: flat position p = t * V + v. Masking works in three steps:
+
+1. Grouping (`branch_patches`): with cross grouping, even time patches form the temporal branch
+   and odd time patches the spatial branch; without it there is one branch over all patches.
+2. Scores: each branch's criterion gives one score per token of the branch (`hierarchy_scores`,
+   `attention_scores`, `motion_scores`; `random` scores nothing and samples uniformly).
+3. Sampling (`gumbel_topk`): each branch keeps k = round((1 - mask_ratio) * L_branch) tokens;
+   `keep_positions` returns them as flat grid positions, so the decoder can put every kept
+   token back at its own (time, joint) slot (`restore`), unlike the release (method.md 7).
+
+The criteria only decide which tokens are kept, so they run without gradient and in float32.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import ConfigError
+from .geometry import Geometry
+
+STRATEGIES = ("hacm", "spatial_only", "temporal_only", "motion", "random")
+ATTENTION_VARIANTS = ("standard", "release")
+
+
+@dataclass
+class MaskingConfig:
+    strategy: str = "hacm"        # hacm | spatial_only | temporal_only | motion | random
+    mask_ratio: float = 0.9
+    tau: float = 0.9
+    keep_high: bool = True        # keep high-score tokens (HA-CM release); False masks them (MAMP)
+    cross_grouping: bool = True   # odd/even time-patch branches (hacm); off -> one branch over all patches
+    attention: str = "standard"   # standard (softmax over time, 1/sqrt(d)) | release (softmax over joints, *sqrt(d))
+    parent_weight: float = 0.01
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"masking.strategy: expected one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.attention not in ATTENTION_VARIANTS:
+            raise ConfigError(f"masking.attention: expected one of {', '.join(ATTENTION_VARIANTS)}, "
+                              f"got {self.attention!r}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ConfigError(f"masking.mask_ratio: expected a number in [0, 1), got {self.mask_ratio!r}")
+        if not self.tau > 0:
+            raise ConfigError(f"masking.tau: expected a positive number, got {self.tau!r}")
+        if self.strategy == "hacm" and not self.cross_grouping:
+            raise ConfigError("masking.strategy 'hacm' needs cross_grouping: true (its two criteria are "
+                              "the two branches); use spatial_only or temporal_only for one criterion")
+
+    def branch_criteria(self) -> tuple[str, ...]:
+        """The criterion of each branch, in branch order (temporal/even first, spatial/odd second)."""
+        single = {"spatial_only": "hierarchy", "temporal_only": "attention",
+                  "motion": "motion", "random": "random"}
+        if self.strategy == "hacm":
+            return ("attention", "hierarchy")
+        return (single[self.strategy],) * (2 if self.cross_grouping else 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouping and bookkeeping
+
+
+def branch_patches(num_patches: int, cross_grouping: bool) -> tuple[Tensor, ...]:
+    """Time-patch indices of each branch: (even, odd) with cross grouping, else (all,)."""
+    t = torch.arange(num_patches)
+    return (t[0::2], t[1::2]) if cross_grouping else (t,)
+
+
+def branch_positions(patches: Tensor, num_joints: int) -> Tensor:
+    """Flat grid positions [L_b] of a branch's tokens, in the time-major order of its scores."""
+    return (patches[:, None] * num_joints + torch.arange(num_joints)).flatten()
+
+
+def num_keep(length: int, mask_ratio: float) -> int:
+    return int(round((1.0 - mask_ratio) * length))
+
+
+def masked_grid(keep: Tensor, length: int) -> Tensor:
+    """keep [S, K] flat positions -> mask [S, length] bool, True where a token is masked."""
+    mask = torch.ones(keep.shape[0], length, dtype=torch.bool, device=keep.device)
+    return mask.scatter(1, keep, False)
+
+
+def restore(kept: Tensor, keep: Tensor, fill: Tensor, length: int) -> Tensor:
+    """Put kept tokens back on the grid: kept [S, K, D] at positions keep [S, K]; fill [D] elsewhere.
+
+    Out-of-place scatter, so gradients reach both the kept tokens and the fill (mask token).
+    """
+    grid = fill.to(kept.dtype).expand(kept.shape[0], length, kept.shape[-1])      # [S, L, D]
+    return grid.scatter(1, keep.unsqueeze(-1).expand(-1, -1, kept.shape[-1]), kept)
+
+
+# ---------------------------------------------------------------------------------------------
+# Criteria
+
+
+def hierarchy_scores(points: Tensor, parent_point: Tensor, geometry: Geometry, parent_weight: float) -> Tensor:
+    """Spatial criterion (method.md 4): place of each joint in the skeleton hierarchy.
+
+    points [S, TP, V, D] token points on the manifold; parent_point [S, TP, D] per time patch.
+    score(t, w) = sum_v dist(h_tv, h_tw) + parent_weight * dist(f_t, h_tw)  -> [S, TP, V]
+    """
+    pairwise = geometry.dist(points.unsqueeze(-2), points.unsqueeze(-3))           # [S, TP, V, V]
+    to_parent = geometry.dist(points, parent_point.unsqueeze(-2))                   # [S, TP, V]
+    return pairwise.sum(-2) + parent_weight * to_parent
+
+
+def attention_scores(q: Tensor, k: Tensor, variant: str = "standard") -> Tensor:
+    """Temporal criterion (method.md 5): attention each token receives from its joint's time patches.
+
+    q, k [S, TP, V, d] -> scores [S, TP, V] (column sums of the per-joint TP x TP attention).
+    standard: softmax over the key time patches, logits / sqrt(d);
+    release: softmax over joints, logits * sqrt(d) (the authors' code, kept for the ablation).
+    """
+    d = q.shape[-1]
+    logits = torch.einsum("stvd,suvd->svtu", q, k)                                  # [S, V, TPq, TPk]
+    if variant == "standard":
+        attn = torch.softmax(logits / math.sqrt(d), dim=-1)
+    elif variant == "release":
+        attn = torch.softmax(logits * math.sqrt(d), dim=1)
+    else:
+        raise ConfigError(f"masking.attention: expected one of {', '.join(ATTENTION_VARIANTS)}, got {variant!r}")
+    return attn.sum(-2).transpose(1, 2)                                             # [S, TPk, V]
+
+
+def motion_scores(x_patches: Tensor) -> Tensor:
+    """MAMP's motion criterion: mean |change| of each token's patch since the previous time patch.
+
+    x_patches [S, TP, V, P] (P = t_patch * 3 input coordinates) -> [S, TP, V]; patch 0 scores 0.
+    """
+    motion = torch.zeros_like(x_patches[..., 0])
+    motion[:, 1:] = (x_patches[:, 1:] - x_patches[:, :-1]).abs().mean(-1)
+    return motion
+
+
+class TemporalProjections(nn.Module):
+    """Query and key maps of the temporal criterion: FROZEN random projections, by design.
+
+    The scores only feed a sort, so no loss can train these maps (in the release they silently
+    stay at their initialisation). hacm makes that explicit: xavier-initialised buffers, saved
+    with the model so masks are reproducible, never parameters.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("q_weight", nn.init.xavier_uniform_(torch.empty(dim, dim)))
+        self.register_buffer("k_weight", nn.init.xavier_uniform_(torch.empty(dim, dim)))
+
+    def forward(self, e: Tensor) -> tuple[Tensor, Tensor]:
+        return F.linear(e, self.q_weight), F.linear(e, self.k_weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+
+
+def gumbel_topk(scores: Tensor, keep: int, tau: float, generator: torch.Generator | None = None,
+                keep_high: bool = True) -> Tensor:
+    """Gumbel-Max top-k (method.md 6): sample `keep` of the L tokens without replacement, p ~ softmax.
+
+    scores [S, L] -> indices [S, keep]. Scores are normalised s / (tau * max|s|), so tau -> 0 gives
+    deterministic top-k and large tau uniform sampling; max|s| (not max s) keeps the order right for
+    non-positive scores, and all-zero scores give uniform sampling. keep_high=False keeps the
+    lowest keys (MAMP: masks the likely tokens). Noise comes from `generator` for reproducibility.
+    """
+    scores = scores.float()
+    scale = scores.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
+    log_p = torch.log_softmax(scores / (tau * scale), dim=-1)                       # [S, L]
+    device = generator.device if generator is not None else scores.device
+    u = torch.rand(scores.shape, generator=generator, device=device).to(scores.device)
+    gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+    key = log_p + gumbel
+    return torch.topk(key if keep_high else -key, keep, dim=-1, sorted=False).indices
+
+
+def sample_keep(branch_scores: list[Tensor], positions: list[Tensor], cfg: MaskingConfig,
+                generator: torch.Generator | None) -> tuple[Tensor, ...]:
+    """Per branch: scores [S, L_b] and flat grid positions [L_b] -> kept positions [S, k_b], sorted."""
+    keeps = []
+    for scores, pos in zip(branch_scores, positions):
+        k = num_keep(len(pos), cfg.mask_ratio)
+        idx = gumbel_topk(scores, k, cfg.tau, generator, cfg.keep_high)              # [S, k_b]
+        keeps.append(pos.to(idx.device)[idx].sort(-1).values)
+    return tuple(keeps)

@@ -1,0 +1,532 @@
+"""HA-CM models: a MAMP-compatible skeleton ViT encoder, the masked pre-training model, the
+downstream classifier, and loading of MAMP/HA-CM release checkpoints.
+
+Shapes: a clip batch is x [N, C, T, 25, M]; every non-empty actor becomes one sequence, so the
+models work on S <= N*M "present" sequences [S, T, 25, C]. All-zero actors (single-person clips
+stored with M=2) are skipped entirely: they cost nothing and do not enter losses or statistics.
+Tokens form a (time patch, joint) grid [S, TP, V, D], TP = T / t_patch, V = 18 with spatial
+pruning or 25 without, flattened time-major (position t * V + v).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import losses
+from .errors import ConfigError, HacmError
+from .geometry import GEOMETRIES, make_geometry
+from .masking import (MaskingConfig, TemporalProjections, attention_scores, branch_patches, branch_positions,
+                      hierarchy_scores, masked_grid, motion_scores, num_keep, restore, sample_keep)
+from .skeleton import NUM_JOINTS, TRUNK_JOINTS, joint_set
+
+PROTOCOLS = ("linprobe", "finetune")
+
+
+@dataclass
+class ModelConfig:
+    num_frames: int = 72
+    t_patch: int = 3
+    prune: bool = True              # 18 token joints (trunk joints become parents) or all 25
+    dim_in: int = 3
+    dim: int = 256
+    depth: int = 8
+    heads: int = 8
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    decoder_dim: int = 256
+    decoder_depth: int = 3
+    drop_path: float = 0.0
+    geometry: str = "poincare"      # poincare | euclidean: where tokens live before the blocks
+    curvature: float = 1.0
+    motion_expmap: bool = True      # pass the motion target through expmap0 (release) or not
+    cc_weight: float = 0.5          # alpha in alpha*L_cc + (1-alpha)*L_rec ; 0 disables cross-contrast
+    cc_odd_even_term: bool = False  # the release's third (odd vs even) similarity term
+
+    def __post_init__(self):
+        for name in ("num_frames", "t_patch", "dim_in", "dim", "depth", "heads", "decoder_dim"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
+                raise ConfigError(f"model.{name}: expected a positive integer, got {getattr(self, name)!r}")
+        if self.num_frames % self.t_patch:
+            raise ConfigError(f"model.num_frames: expected a multiple of t_patch={self.t_patch}, "
+                              f"got {self.num_frames}")
+        if self.dim % self.heads or self.decoder_dim % self.heads:
+            raise ConfigError(f"model.heads: expected a divisor of dim={self.dim} and "
+                              f"decoder_dim={self.decoder_dim}, got {self.heads}")
+        if self.geometry not in GEOMETRIES:
+            raise ConfigError(f"model.geometry: expected one of {', '.join(GEOMETRIES)}, got {self.geometry!r}")
+        if not 0.0 <= self.cc_weight <= 1.0:
+            raise ConfigError(f"model.cc_weight: expected a number in [0, 1], got {self.cc_weight!r}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ConfigError(f"model.drop_path: expected a number in [0, 1), got {self.drop_path!r}")
+
+    @property
+    def num_patches(self) -> int:
+        return self.num_frames // self.t_patch
+
+    @property
+    def num_tokens_joints(self) -> int:
+        return len(joint_set(self.prune))
+
+
+# ---------------------------------------------------------------------------------------------
+# Actors
+
+
+def split_actors(x: Tensor) -> tuple[Tensor, Tensor]:
+    """x [N, C, T, V, M] -> present actor sequences [S, T, V, C] and actor_mask [N, M] (bool)."""
+    actor_mask = x.abs().amax(dim=(1, 2, 3)) > 0                                     # [N, M]
+    seqs = x.permute(0, 4, 2, 3, 1).flatten(0, 1)                                    # [N*M, T, V, C]
+    return seqs[actor_mask.flatten()], actor_mask
+
+
+def actor_mean(values: Tensor, actor_mask: Tensor) -> Tensor:
+    """Mean over each sample's present actors: values [S, ...] -> [N, ...] (0 for an empty sample)."""
+    sample = actor_mask.nonzero()[:, 0]                                              # [S]
+    total = values.new_zeros((actor_mask.shape[0],) + values.shape[1:]).index_add(0, sample, values)
+    count = actor_mask.sum(1).clamp_min(1).to(values.dtype)
+    return total / count.view(-1, *([1] * (values.dim() - 1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Transformer blocks (MAMP's parameter names, fused attention)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the residual branch per sample with probability p while training."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, qkv_bias: bool):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # [B, H, L, hd]
+        x = F.scaled_dot_product_attention(q, k, v)                                  # scale head_dim^-0.5
+        return self.proj(x.transpose(1, 2).reshape(B, L, D))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-LN ViT block."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def _init_weights(m: nn.Module) -> None:
+    # MAMP/MAE: xavier-uniform linear layers, zero biases, unit LayerNorms.
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+class JointsEmbed(nn.Module):
+    """Temporal pooling of each joint: Conv2d with kernel = stride = (t_patch, 1)."""
+
+    def __init__(self, dim_in: int, dim: int, t_patch: int):
+        super().__init__()
+        self.proj = nn.Conv2d(dim_in, dim, kernel_size=(t_patch, 1), stride=(t_patch, 1))
+
+    def forward(self, x: Tensor) -> Tensor:                                          # [S, T, J, C]
+        return self.proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)                  # [S, TP, J, D]
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoder
+
+
+class Encoder(nn.Module):
+    """Skeleton ViT encoder with MAMP's parameter names (joints_embed.proj, temp_embed, pos_embed,
+    blocks.{i}.*, norm), spatial pruning and the map onto `cfg.geometry` before the blocks."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.geometry = make_geometry(cfg.geometry, cfg.curvature)
+        # Not persistent: the state dict stays exactly MAMP's.
+        self.register_buffer("joints", torch.tensor(joint_set(cfg.prune)), persistent=False)
+        self.joints_embed = JointsEmbed(cfg.dim_in, cfg.dim, cfg.t_patch)
+        self.temp_embed = nn.Parameter(torch.zeros(1, cfg.num_patches, 1, cfg.dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1, cfg.num_tokens_joints, cfg.dim))
+        rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
+        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.qkv_bias, r) for r in rates)
+        self.norm = nn.LayerNorm(cfg.dim)
+        nn.init.trunc_normal_(self.temp_embed, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.apply(_init_weights)
+
+    def check_input(self, x: Tensor) -> None:
+        cfg = self.cfg
+        if x.dim() != 5 or x.shape[1] != cfg.dim_in or x.shape[2] != cfg.num_frames or x.shape[3] != NUM_JOINTS:
+            raise HacmError(f"model input: expected [N, {cfg.dim_in}, {cfg.num_frames}, {NUM_JOINTS}, M], "
+                            f"got {list(x.shape)}")
+
+    def embed(self, seqs: Tensor) -> Tensor:
+        """seqs [S, T, 25, C] -> Euclidean token embeddings with positional embeddings [S, TP, V, D]."""
+        return self.joints_embed(seqs[:, :, self.joints]) + self.temp_embed + self.pos_embed
+
+    def forward_tokens(self, points: Tensor) -> Tensor:
+        """Blocks + final norm over any token subset: points [S, L, D] -> [S, L, D]."""
+        for blk in self.blocks:
+            points = blk(points)
+        return self.norm(points)
+
+    def forward_packed(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """All tokens of the present actors: x [N, C, T, 25, M] -> features [S, TP, V, D], actor_mask [N, M]."""
+        self.check_input(x)
+        seqs, actor_mask = split_actors(x)
+        tokens = self.geometry.to_manifold(self.embed(seqs))                         # [S, TP, V, D]
+        S, TP, V, D = tokens.shape
+        return self.forward_tokens(tokens.reshape(S, TP * V, D)).view(S, TP, V, D), actor_mask
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x [N, C, T, 25, M] -> features [N, M, TP, V, D] (zeros for absent actors), actor_mask [N, M]."""
+        feats, actor_mask = self.forward_packed(x)
+        N, M = actor_mask.shape
+        out = feats.new_zeros((N * M,) + feats.shape[1:])
+        out = out.index_copy(0, actor_mask.flatten().nonzero()[:, 0], feats)
+        return out.view(N, M, *feats.shape[1:]), actor_mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-training model
+
+
+@dataclass
+class MaskInfo:
+    keep: tuple[Tensor, ...]         # per branch [S, k_b] kept flat positions on the TP x V grid
+    mask: Tensor                     # [S, TP, V] bool, True = masked
+    scores: Tensor                   # [S, TP, V] each token's score under its branch's criterion
+    patches: tuple[Tensor, ...]      # per branch: its time-patch indices
+    criteria: tuple[str, ...]        # per branch: hierarchy | attention | motion | random
+    actor_mask: Tensor               # [N, M] which actors are present (rows of S)
+
+
+@dataclass
+class PretrainOutput:
+    loss: Tensor
+    loss_rec: Tensor
+    loss_cc: Tensor
+    mask: Tensor                     # [S, TP*V] bool, True = masked
+    pred: Tensor                     # [S, TP*V, t_patch*C]
+    target: Tensor                   # [S, TP*V, t_patch*C]
+    keep: tuple[Tensor, ...] = field(default_factory=tuple)   # per branch [S, k_b]
+    actor_mask: Tensor | None = None                          # [N, M]
+
+
+def patchify(x: Tensor, t_patch: int) -> Tensor:
+    """x [S, T, V, C] -> [S, TP, V, t_patch*C]: each token's frames, time-major within the token."""
+    S, T, V, C = x.shape
+    return x.view(S, T // t_patch, t_patch, V, C).permute(0, 1, 3, 2, 4).reshape(S, T // t_patch, V, t_patch * C)
+
+
+class HACM(nn.Module):
+    """Masked motion prediction with cross masking (method.md 1-8)."""
+
+    def __init__(self, cfg: ModelConfig, masking: MaskingConfig):
+        super().__init__()
+        self.cfg, self.masking = cfg, masking
+        patches = branch_patches(cfg.num_patches, masking.cross_grouping)
+        for p in patches:
+            if len(p) == 0 or num_keep(len(p) * cfg.num_tokens_joints, masking.mask_ratio) < 1:
+                raise ConfigError(f"masking.mask_ratio: {masking.mask_ratio} keeps no token of a "
+                                  f"{len(p)}-patch branch with {cfg.num_tokens_joints} joints")
+        if cfg.cc_weight > 0 and len(patches) < 2:
+            raise ConfigError("model.cc_weight: the cross-contrast needs two branches "
+                              "(masking.cross_grouping: true); set cc_weight: 0 without cross grouping")
+        self.encoder = Encoder(cfg)
+        self.register_buffer("trunk", torch.tensor(TRUNK_JOINTS), persistent=False)
+        D, Dd = cfg.dim, cfg.decoder_dim
+        self.decoder_embed = nn.Linear(D, Dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
+        self.decoder_temp_embed = nn.Parameter(torch.zeros(1, cfg.num_patches, 1, Dd))
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, 1, cfg.num_tokens_joints, Dd))
+        self.decoder_blocks = nn.ModuleList(Block(Dd, cfg.heads, cfg.mlp_ratio, cfg.qkv_bias, 0.0)
+                                            for _ in range(cfg.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(Dd)
+        self.decoder_pred = nn.Linear(Dd, cfg.t_patch * cfg.dim_in)
+        for p in (self.mask_token, self.decoder_temp_embed, self.decoder_pos_embed):
+            nn.init.trunc_normal_(p, std=0.02)
+        for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
+            m.apply(_init_weights)
+        # The target's own Poincaré ball in R^C (release: expmap0 of each joint's motion vector).
+        self.motion_geometry = make_geometry("poincare", cfg.curvature) if cfg.motion_expmap else None
+        # Created last, so parameter initialisation does not depend on the masking strategy.
+        self.temporal = TemporalProjections(D) if "attention" in masking.branch_criteria() else None
+
+    # -- masking ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _mask(self, seqs: Tensor, tokens: Tensor, points: Tensor, actor_mask: Tensor,
+              generator: torch.Generator | None) -> MaskInfo:
+        """seqs [S, T, 25, C], tokens (Euclidean) and points (manifold) [S, TP, V, D] -> MaskInfo."""
+        cfg, mcfg, geometry = self.cfg, self.masking, self.encoder.geometry
+        with torch.autocast(seqs.device.type, enabled=False):
+            tokens, points = tokens.float(), points.float()
+            S, TP, V, _ = tokens.shape
+            patches = branch_patches(TP, mcfg.cross_grouping)
+            criteria = mcfg.branch_criteria()
+            scores = tokens.new_zeros(S, TP, V)
+            if "hierarchy" in criteria:
+                # Parent point: the trunk joints' conv embeddings (no PE, as the release) averaged in the
+                # tangent space at the origin, then mapped -- a point of the manifold, unlike the
+                # release's Euclidean mean of ball points.
+                parents = self.encoder.joints_embed(seqs[:, :, self.trunk].float())  # [S, TP, 7, D]
+                parent_point = geometry.to_manifold(parents.mean(-2))                # [S, TP, D]
+            if "motion" in criteria:
+                x_patches = patchify(seqs[:, :, self.encoder.joints].float(), cfg.t_patch)  # [S, TP, V, P]
+            for p, crit in zip(patches, criteria):
+                p = p.to(seqs.device)
+                if crit == "hierarchy":
+                    s = hierarchy_scores(points[:, p], parent_point[:, p], geometry, mcfg.parent_weight)
+                elif crit == "attention":
+                    s = attention_scores(*self.temporal(tokens[:, p]), mcfg.attention)
+                elif crit == "motion":
+                    s = motion_scores(x_patches[:, p])
+                else:                                  # random: equal scores -> uniform sampling
+                    s = tokens.new_zeros(S, len(p), V)
+                scores[:, p] = s
+            positions = [branch_positions(p, V).to(seqs.device) for p in patches]
+            keep = sample_keep([scores.flatten(1)[:, pos] for pos in positions], positions, mcfg, generator)
+        mask = masked_grid(torch.cat(keep, 1), TP * V).view(S, TP, V)
+        return MaskInfo(keep, mask, scores, patches, criteria, actor_mask)
+
+    @torch.no_grad()
+    def masks(self, x: Tensor, generator: torch.Generator | None = None) -> MaskInfo:
+        """The masks `forward` would draw with this generator state (for the explorer)."""
+        self.encoder.check_input(x)
+        seqs, actor_mask = split_actors(x)
+        tokens = self.encoder.embed(seqs)
+        return self._mask(seqs, tokens, self.encoder.geometry.to_manifold(tokens), actor_mask, generator)
+
+    # -- reconstruction ------------------------------------------------------------------------
+
+    def decode(self, z: Tensor, keep: Tensor) -> Tensor:
+        """Encoder outputs z [S, K, D] of the tokens at flat positions keep [S, K] -> predictions [S, L, P]."""
+        cfg = self.cfg
+        TP, V = cfg.num_patches, cfg.num_tokens_joints
+        y = self.decoder_embed(z)                                                    # [S, K, Dd]
+        grid = restore(y, keep, self.mask_token.view(-1), TP * V)                    # [S, L, Dd]
+        grid = grid.view(-1, TP, V, cfg.decoder_dim) + self.decoder_temp_embed + self.decoder_pos_embed
+        grid = grid.flatten(1, 2)
+        for blk in self.decoder_blocks:
+            grid = blk(grid)
+        return self.decoder_pred(self.decoder_norm(grid))                            # [S, L, t_patch*C]
+
+    def target(self, seqs: Tensor) -> Tensor:
+        """Normalised motion of the token joints: seqs [S, T, 25, C] -> [S, L, t_patch*C]."""
+        x = seqs[:, :, self.encoder.joints].float()                                  # [S, T, V, C]
+        motion = torch.zeros_like(x)
+        motion[:, :-1] = x[:, 1:] - x[:, :-1]                                        # last frame 0
+        if self.motion_geometry is not None:
+            motion = self.motion_geometry.to_manifold(motion)
+        target = patchify(motion, self.cfg.t_patch).flatten(1, 2)                    # [S, L, P]
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        return (target - mean) / (var + 1e-6).sqrt()
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> PretrainOutput:
+        """x [N, C, T, 25, M] -> losses and everything needed to inspect them."""
+        enc = self.encoder
+        enc.check_input(x)
+        seqs, actor_mask = split_actors(x)                                           # [S, T, 25, C]
+        if seqs.shape[0] == 0:
+            raise HacmError("pre-training batch: every actor of every clip is all zeros")
+        tokens = enc.embed(seqs)                                                     # [S, TP, V, D]
+        points = enc.geometry.to_manifold(tokens)
+        info = self._mask(seqs, tokens.detach(), points.detach(), actor_mask, generator)
+        keep = torch.cat(info.keep, 1)                                               # [S, K]
+        S, TP, V, D = points.shape
+        visible = points.reshape(S, TP * V, D).gather(1, keep.unsqueeze(-1).expand(-1, -1, D))
+        z = enc.forward_tokens(visible)                                              # [S, K, D]
+        pred = self.decode(z, keep)
+        target = self.target(seqs)
+        mask = info.mask.flatten(1)
+        loss_rec = losses.masked_mse(pred, target, mask)
+        if self.cfg.cc_weight > 0:
+            k_even = info.keep[0].shape[1]                                           # branch 0 = even patches
+            loss_cc = losses.cross_contrast(z[:, k_even:].mean(1), z[:, :k_even].mean(1), z.mean(1),
+                                            self.cfg.cc_odd_even_term)
+        else:
+            loss_cc = loss_rec.new_zeros(())
+        return PretrainOutput(losses.total_loss(loss_cc, loss_rec, self.cfg.cc_weight), loss_rec, loss_cc,
+                              mask, pred, target, info.keep, actor_mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Downstream classifier
+
+
+class LinprobeHead(nn.Module):
+    """MAMP's linear probe: BatchNorm without affine, then a linear layer (trunc-normal std 0.01)."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim, affine=False, eps=1e-6)
+        self.fc = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, pooled: Tensor) -> Tensor:                                    # [N, D]
+        return self.fc(self.bn(pooled))
+
+
+class FinetuneHead(nn.Module):
+    """MAMP's fine-tune head: dropout, mean over time, joints x D flattened, mean over actors, MLP."""
+
+    def __init__(self, num_joints: int, dim: int, num_classes: int, dropout: float, hidden: int = 2048):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc1 = nn.Linear(num_joints * dim, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, feats: Tensor, actor_mask: Tensor) -> Tensor:                 # [S, TP, V, D]
+        x = self.dropout(feats).mean(1).flatten(1)                                   # [S, V*D]
+        x = actor_mean(x, actor_mask)                                                # [N, V*D]
+        return self.fc2(F.relu(self.bn(self.fc1(x))))
+
+
+class ActionClassifier(nn.Module):
+    """Encoder + head. linprobe freezes the encoder (no gradient, always eval mode), as MAMP."""
+
+    def __init__(self, cfg: ModelConfig, num_classes: int, protocol: str = "linprobe", head_dropout: float = 0.3):
+        super().__init__()
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        self.protocol = protocol
+        self.encoder = Encoder(cfg)
+        if protocol == "linprobe":
+            self.encoder.requires_grad_(False)
+            self.head = LinprobeHead(cfg.dim, num_classes)
+        else:
+            self.head = FinetuneHead(cfg.num_tokens_joints, cfg.dim, num_classes, head_dropout)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.protocol == "linprobe":
+            self.encoder.eval()
+        return self
+
+    def _encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.protocol == "finetune"):
+            return self.encoder.forward_packed(x)
+
+    def features(self, x: Tensor) -> Tensor:
+        """x [N, C, T, 25, M] -> [N, D]: mean over present actors, time and joints."""
+        feats, actor_mask = self._encode(x)
+        return actor_mean(feats.mean((1, 2)), actor_mask)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [N, C, T, 25, M] -> logits [N, num_classes]."""
+        if self.protocol == "linprobe":
+            return self.head(self.features(x))
+        return self.head(*self._encode(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints of the original code and layer-wise lr decay
+
+
+def encoder_layer_id(name: str, depth: int) -> int:
+    """Layer index for layer-wise lr decay: embeddings 0, blocks.i -> i + 1, everything else depth + 1."""
+    name = name.removeprefix("module.").removeprefix("encoder.")
+    if name.startswith(("joints_embed", "temp_embed", "pos_embed")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return depth + 1
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str]
+    missing: list[str]                # encoder keys the checkpoint does not have (left at init)
+    unexpected: list[str]             # checkpoint keys the encoder does not have (e.g. a head)
+    ignored: list[str]                # decoder_* / mask_token keys of pre-training checkpoints
+    interpolated: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]   # key -> (checkpoint, encoder) shape
+
+
+def load_mamp_state_dict(encoder: Encoder, state_dict: dict, strict_shapes: bool = True) -> LoadReport:
+    """Load a MAMP / HA-CM release state dict (`ckpt["model"]` or bare) into `encoder`.
+
+    temp_embed is interpolated linearly along time when the number of time patches differs; a
+    25-joint pos_embed is reduced to the token joints for a pruned encoder. Any other shape
+    mismatch raises HacmError naming the key (or, with strict_shapes=False, is left at init and
+    reported as missing).
+    """
+    if isinstance(state_dict, dict) and isinstance(state_dict.get("model"), dict):
+        state_dict = state_dict["model"]
+    own = encoder.state_dict()
+    src, ignored, interpolated = {}, [], {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        if key.startswith(("decoder_", "mask_token")):
+            ignored.append(key)
+        else:
+            src[key] = value
+    unexpected = sorted(k for k in src if k not in own)
+    accepted = {}
+    for key in own:
+        if key not in src:
+            continue
+        value, want = src[key], own[key].shape
+        if value.shape != want:
+            if key == "temp_embed" and value.dim() == 4 and value.shape[0::2] == want[0::2] \
+                    and value.shape[3] == want[3]:
+                seq = value.permute(0, 3, 1, 2).flatten(2).float()                  # [1, D, TP_src]
+                seq = F.interpolate(seq, size=want[1], mode="linear", align_corners=False)
+                value = seq.view(1, want[3], want[1], 1).permute(0, 2, 3, 1).to(own[key].dtype)
+                interpolated[key] = (tuple(src[key].shape), tuple(want))
+            elif key == "pos_embed" and value.dim() == 4 and value.shape[2] == NUM_JOINTS \
+                    and value.shape[3] == want[3]:
+                value = value[:, :, encoder.joints.cpu()]
+                interpolated[key] = (tuple(src[key].shape), tuple(want))
+            elif strict_shapes:
+                raise HacmError(f"checkpoint key {key!r}: shape {list(value.shape)} does not match the "
+                                f"encoder's {list(want)} (check num_frames, t_patch, prune, dim)")
+            else:
+                continue
+        accepted[key] = value
+    encoder.load_state_dict(accepted, strict=False)
+    missing = sorted(k for k in own if k not in accepted)
+    return LoadReport(sorted(accepted), missing, unexpected, sorted(ignored), interpolated)

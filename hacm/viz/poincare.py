@@ -1,0 +1,164 @@
+"""The Poincaré disk view: token points of one time patch drawn so that distances from the origin stay true.
+
+The model's points live in a D-dimensional Poincaré ball (D = 256). The disk keeps exactly one
+quantity faithful: each point's geodesic distance from the origin (`dist0`), which is what the
+hierarchy criterion reads as depth in the skeleton tree. The direction comes from a 2-D PCA of
+the tangent vectors at the origin (`logmap0`); the radius is chosen so that the 2-D point, a
+point of the unit disk (curvature 1), has the same `dist0` as the D-dimensional point. With
+geoopt's conventions `dist0(expmap0(v)) = 2 |v|` for every curvature, so the 2-D point is
+`expmap0` of a tangent vector of norm `dist0 / 2`. Bones are drawn as hyperbolic geodesics of the
+disk (geoopt's `PoincareBall.geodesic`), i.e. circle arcs orthogonal to the boundary.
+
+For the Euclidean ablation there is no disk: the same construction on the plane places each point
+at its L2 norm, and bones are straight segments.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import geoopt
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from hacm.errors import HacmError
+
+GEODESIC_SAMPLES = 32   # points per drawn geodesic arc
+_DISK = geoopt.PoincareBall(c=1.0)   # the drawn disk: unit circle, curvature 1
+
+# Colours by branch (hue) and kept/masked (filled/open marker); shared with the 3-D skeleton view.
+BRANCH_COLOURS = {
+    "temporal": "#1f77b4",   # even time patches, attention criterion
+    "spatial": "#d62728",    # odd time patches, hierarchy criterion
+    "single": "#2ca02c",     # one branch over all patches (no cross grouping)
+    "trunk": "#7f7f7f",      # trunk joints and their mean, the parent point (not tokens)
+    "joint": "#1f3b73",      # plain skeleton views without masking
+}
+
+
+def status_style(status: str) -> dict:
+    """Marker style for a status label "<branch> kept" / "<branch> masked" / "trunk ..."."""
+    branch = status.split()[0]
+    colour = BRANCH_COLOURS.get(branch, "#9467bd")
+    masked = status.endswith("masked")
+    symbol = "diamond" if "parent" in status else "circle-open" if masked else "circle"
+    return {"color": colour, "symbol": symbol,
+            "line": {"color": colour, "width": 2}}
+
+
+def _as_float64(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a),
+                           dtype=torch.float64)
+
+
+def pca_basis(tangents) -> np.ndarray:
+    """Two principal directions [D, 2] of tangent vectors [N, D] at the origin (uncentred PCA).
+
+    Uncentred because the origin is meaningful (the root of the hierarchy): the plane is the one
+    through the origin that keeps most of the vectors' energy. Signs are fixed (largest loading
+    positive) so the picture does not flip between time patches that share one basis.
+    """
+    t = _as_float64(tangents).reshape(-1, np.shape(tangents)[-1])
+    if t.shape[-1] < 2:
+        raise HacmError(f"pca_basis: need at least 2 dimensions, got {t.shape[-1]}")
+    _, _, vh = torch.linalg.svd(t, full_matrices=False)
+    basis = vh[:2].T.clone()                                                       # [D, 2]
+    largest = basis.abs().argmax(0)
+    basis *= torch.sign(basis[largest, torch.arange(2)])
+    return basis.numpy()
+
+
+def disk_layout(points, geometry, basis=None) -> np.ndarray:
+    """Points [V, D] of `geometry` -> 2-D positions [V, 2] with the same distance from the origin.
+
+    Poincaré: positions in the unit disk whose `dist0` (curvature 1) equals the points' `dist0` in
+    their ball. Euclidean: plane positions whose norm is the points' L2 norm. `basis` [D, 2] fixes
+    the projection (default: `pca_basis` of these points' `logmap0`).
+    """
+    pts = torch.as_tensor(np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points))
+    if pts.ndim != 2:
+        raise HacmError(f"disk_layout: expected points [V, D], got shape {tuple(pts.shape)}")
+    d0 = _as_float64(geometry.dist0(pts.float()))                                   # [V]
+    tangent = _as_float64(geometry.logmap0(pts.float()))                            # [V, D]
+    basis = _as_float64(pca_basis(tangent) if basis is None else basis)            # [D, 2]
+    proj = tangent @ basis                                                         # [V, 2]
+    norm = proj.norm(dim=-1, keepdim=True)
+    # A point whose tangent is orthogonal to the plane (or the origin itself) has no direction;
+    # any direction is faithful for its distance, so use the first axis.
+    direction = torch.where(norm > 1e-12, proj / norm.clamp_min(1e-12), torch.tensor([1.0, 0.0], dtype=torch.float64))
+    if geometry.name == "poincare":
+        return _DISK.expmap0(direction * (d0 / 2).unsqueeze(-1)).numpy()
+    return (direction * d0.unsqueeze(-1)).numpy()
+
+
+def disk_dist0(layout) -> np.ndarray:
+    """dist0 of 2-D disk positions [V, 2] (curvature 1): the number the layout keeps faithful."""
+    return _DISK.dist0(_as_float64(layout)).numpy()
+
+
+def geodesic_arc(a, b, samples: int = GEODESIC_SAMPLES) -> np.ndarray:
+    """Points [samples, 2] of the disk geodesic from a [2] to b [2] (geoopt), endpoints included."""
+    t = torch.linspace(0.0, 1.0, samples, dtype=torch.float64).unsqueeze(-1)      # [S, 1]
+    return _DISK.geodesic(t, _as_float64(a), _as_float64(b)).numpy()
+
+
+def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str],
+                         edges: Sequence[tuple[int, int]] = (), dist0=None, scores=None,
+                         status_order: Sequence[str] | None = None,
+                         geometry: str = "poincare", title: str = "Token points in the Poincaré disk") -> go.Figure:
+    """Disk figure: points `layout` [V, 2] named `labels`, one legend entry per `status` label.
+
+    status: per point "<branch> kept|masked" (branch: temporal, spatial, single) or "trunk ..."
+    (see `status_style`). edges: (child, parent) index pairs drawn as geodesics (Poincaré) or
+    segments (Euclidean). dist0 / scores [V]: shown on hover (NaN score -> "n/a").
+    status_order: the point traces to draw, in order, empty ones included (default: the statuses
+    present); a fixed order keeps the trace count stable, so a FigureWidget updates in place.
+    """
+    xy = np.asarray(layout, dtype=np.float64)
+    n = len(xy)
+    if xy.shape != (n, 2) or len(labels) != n or len(status) != n:
+        raise HacmError(f"poincare_disk_figure: layout [V, 2], labels and status must agree, got "
+                        f"{xy.shape}, {len(labels)} labels, {len(status)} status entries")
+    dist0 = np.full(n, np.nan) if dist0 is None else np.asarray(dist0, dtype=np.float64)
+    scores = np.full(n, np.nan) if scores is None else np.asarray(scores, dtype=np.float64)
+    poincare = geometry == "poincare"
+    fig = go.Figure()
+
+    if poincare:
+        theta = np.linspace(0, 2 * np.pi, 181)
+        fig.add_trace(go.Scatter(x=np.cos(theta), y=np.sin(theta), mode="lines", name="boundary |x| = 1",
+                                 line={"color": "black", "width": 1.5}, hoverinfo="skip"))
+
+    # All bones in one trace, arcs separated by None (one legend entry, cheap to update).
+    ex, ey = [], []
+    for child, parent in edges:
+        seg = geodesic_arc(xy[child], xy[parent]) if poincare else xy[[child, parent]]
+        ex += list(seg[:, 0]) + [None]
+        ey += list(seg[:, 1]) + [None]
+    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", hoverinfo="skip", line={"color": "#aaaaaa", "width": 1.5},
+                             name="kinematic tree (geodesics)" if poincare else "kinematic tree"))
+
+    fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers", name="origin",
+                             marker={"symbol": "x", "color": "black", "size": 8}, hoverinfo="name"))
+
+    for st in (dict.fromkeys(status) if status_order is None else status_order):
+        idx = [i for i in range(n) if status[i] == st]
+        score_txt = ["n/a" if np.isnan(scores[i]) else f"{scores[i]:.4g}" for i in idx]
+        fig.add_trace(go.Scatter(
+            x=xy[idx, 0], y=xy[idx, 1], mode="markers+text", name=st,
+            text=[labels[i] for i in idx], textposition="top center", textfont={"size": 9},
+            marker={"size": 11, **status_style(st)},
+            customdata=np.stack([dist0[idx], np.array(score_txt, dtype=object)], axis=-1),
+            hovertemplate="<b>%{text}</b><br>" + st + "<br>dist0 = %{customdata[0]:.3f}"
+                          "<br>score = %{customdata[1]}<extra></extra>"))
+
+    if poincare:
+        axis = {"range": [-1.08, 1.08], "zeroline": False, "title": "disk x (PCA 1 of logmap0)"}
+        yaxis = {**axis, "title": "disk y (PCA 2 of logmap0)", "scaleanchor": "x", "scaleratio": 1}
+    else:
+        r = max(1e-6, float(np.abs(xy).max())) * 1.1
+        axis = {"range": [-r, r], "title": "plane x (PCA 1), |x| = L2 norm"}
+        yaxis = {**axis, "title": "plane y (PCA 2)", "scaleanchor": "x", "scaleratio": 1}
+    fig.update_layout(title=title, xaxis=axis, yaxis=yaxis, width=640, height=600,
+                      legend={"title": "token (branch, kept/masked)"}, template="plotly_white")
+    return fig

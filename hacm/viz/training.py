@@ -1,0 +1,303 @@
+"""Static (matplotlib) figures and tables of training runs and evaluations.
+
+Inputs are plain data: metrics rows as written to a run's metrics.jsonl (dicts with epoch, step,
+loss, lr, accuracy, ...), confusion matrices [C, C] (rows = true class, columns = predicted),
+class names. Nothing here reads checkpoints or imports the model.
+"""
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from hacm.errors import FormatError, HacmError
+
+
+def _subplots(*args, figsize, **kwargs):
+    """A figure outside pyplot's registry: no global state, no leak in long batches, and notebooks
+    show the returned figure once (pyplot's would be shown a second time at the end of the cell)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """Rows of `run_dir/metrics.jsonl` (FormatError naming the line of a malformed row)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise HacmError(f"{path}: no metrics file (is {run_dir} a run directory?)")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise FormatError(path, n, f"expected one JSON object per line ({e.msg})") from None
+    return rows
+
+
+def _series(rows: Sequence[Mapping], key: str, x_key: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = [(r[x_key], r[key]) for r in rows if r.get(key) is not None and r.get(x_key) is not None]
+    if not pts:
+        return np.zeros(0), np.zeros(0)
+    x, y = zip(*pts)
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+
+def _x_key(rows: Sequence[Mapping]) -> str:
+    return "step" if any("step" in r for r in rows) else "epoch"
+
+
+def loss_lr_figure(rows: Sequence[Mapping], *, title: str = "Training loss and learning rate") -> Figure:
+    """Loss curves (loss and, when logged, loss_rec / loss_cc) with the learning rate on a second axis."""
+    x_key = _x_key(rows)
+    fig, ax = _subplots(figsize=(7, 4))
+    plotted = False
+    for key in ("loss", "loss_rec", "loss_cc"):
+        x, y = _series(rows, key, x_key)
+        if len(x):
+            ax.plot(x, y, label=key, lw=1.5 if key == "loss" else 1.0)
+            plotted = True
+    if not plotted:
+        raise HacmError("loss_lr_figure: no row has a 'loss' value")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    x, y = _series(rows, "lr", x_key)
+    handles, labels = ax.get_legend_handles_labels()
+    if len(x):
+        ax2 = ax.twinx()
+        (line,) = ax2.plot(x, y, color="tab:gray", ls="--", lw=1.0, label="learning rate")
+        ax2.set_ylabel("learning rate")
+        handles.append(line)
+        labels.append("learning rate")
+    ax.legend(handles, labels, loc="upper right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_figure(rows: Sequence[Mapping], keys: Sequence[str] | None = None, *,
+                    title: str = "Accuracy per epoch") -> Figure:
+    """Accuracy (%) against epoch for `keys` (default: every logged key containing 'acc')."""
+    if keys is None:
+        keys = sorted({k for r in rows for k, v in r.items() if "acc" in k and isinstance(v, (int, float))})
+    if not keys:
+        raise HacmError("accuracy_figure: no accuracy values in the metrics rows")
+    fig, ax = _subplots(figsize=(7, 4))
+    for key in keys:
+        x, y = _series(rows, key, "epoch")
+        scale = 100.0 if len(y) and y.max() <= 1.0 else 1.0   # fractions are shown as percent
+        ax.plot(x, y * scale, marker="o", ms=3, label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _check_cm(cm, names: Sequence[str]) -> np.ndarray:
+    cm = np.asarray(cm, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(names):
+        raise HacmError(f"confusion matrix: expected [C, C] with C = {len(names)} class names, got {cm.shape}")
+    return cm
+
+
+def _row_normalise(cm: np.ndarray) -> np.ndarray:
+    return cm / np.maximum(cm.sum(1, keepdims=True), 1)
+
+
+def per_class_accuracy(cm, class_names: Sequence[str]) -> dict[str, float]:
+    """Recall of each class (diagonal / row sum), in percent; NaN for a class with no sample."""
+    cm = _check_cm(cm, class_names)
+    totals = cm.sum(1)
+    acc = np.where(totals > 0, np.diag(cm) / np.maximum(totals, 1) * 100.0, np.nan)
+    return dict(zip(class_names, acc.tolist()))
+
+
+def per_class_accuracy_figure(cm, class_names: Sequence[str], *, compare=None, labels: Sequence[str] = ("run", "other"),
+                              title: str = "Per-class accuracy") -> Figure:
+    """Horizontal bars of per-class accuracy (sorted, worst at the bottom); `compare` adds a second run's cm."""
+    acc = np.array(list(per_class_accuracy(cm, class_names).values()))
+    order = np.argsort(np.nan_to_num(acc, nan=-1.0))
+    fig, ax = _subplots(figsize=(7, max(3.0, 0.22 * len(class_names) + 1)))
+    y = np.arange(len(class_names))
+    h = 0.4 if compare is not None else 0.8
+    ax.barh(y + (h / 2 if compare is not None else 0), acc[order], height=h, label=labels[0])
+    if compare is not None:
+        other = np.array(list(per_class_accuracy(compare, class_names).values()))
+        ax.barh(y - h / 2, other[order], height=h, label=labels[1])
+        ax.legend(loc="lower right")
+    ax.set_yticks(y, [class_names[i] for i in order], fontsize=7)
+    ax.set_xlabel("accuracy (%)")
+    ax.set_xlim(0, 100)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix_figure(cm, class_names: Sequence[str], *, normalise: bool = True,
+                            title: str = "Confusion matrix") -> Figure:
+    """Confusion matrix heatmap; normalise=True shows each true class's row in percent."""
+    cm = _check_cm(cm, class_names)
+    values = _row_normalise(cm) * 100.0 if normalise else cm
+    n = len(class_names)
+    size = max(4.0, 0.18 * n + 2)
+    fig, ax = _subplots(figsize=(size + 1, size))
+    im = ax.imshow(values, cmap="Blues", vmin=0, vmax=100 if normalise else None)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="% of true class" if normalise else "count")
+    fs = 7 if n <= 30 else 5
+    ax.set_xticks(range(n), class_names, rotation=90, fontsize=fs)
+    ax.set_yticks(range(n), class_names, fontsize=fs)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= 15:   # numbers stay legible only on small matrices
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if values[i, j] > values.max() / 2 else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_difference_figure(cm_a, cm_b, class_names: Sequence[str], *, labels: Sequence[str] = ("A", "B"),
+                                title: str | None = None) -> Figure:
+    """Row-normalised cm_a - cm_b in percentage points (red: A predicts that cell more often)."""
+    a = _row_normalise(_check_cm(cm_a, class_names)) * 100.0
+    b = _row_normalise(_check_cm(cm_b, class_names)) * 100.0
+    diff = a - b
+    lim = max(1.0, float(np.abs(diff).max()))
+    n = len(class_names)
+    size = max(4.0, 0.18 * n + 2)
+    fig, ax = _subplots(figsize=(size + 1, size))
+    im = ax.imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=f"{labels[0]} - {labels[1]} (percentage points)")
+    fs = 7 if n <= 30 else 5
+    ax.set_xticks(range(n), class_names, rotation=90, fontsize=fs)
+    ax.set_yticks(range(n), class_names, fontsize=fs)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or f"Confusion difference: {labels[0]} - {labels[1]}")
+    fig.tight_layout()
+    return fig
+
+
+def most_confused_pairs(cm, class_names: Sequence[str], k: int = 10) -> list[dict]:
+    """The k largest off-diagonal cells: [{"true", "predicted", "count", "rate"}], rate = % of the true class."""
+    cm = _check_cm(cm, class_names)
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    rates = _row_normalise(cm) * 100.0
+    flat = np.argsort(-off, axis=None, kind="stable")[:k]
+    pairs = []
+    for i, j in zip(*np.unravel_index(flat, cm.shape)):
+        if off[i, j] <= 0:
+            break
+        pairs.append({"true": class_names[i], "predicted": class_names[j], "count": int(cm[i, j]),
+                      "rate": float(rates[i, j])})
+    return pairs
+
+
+@dataclass
+class Table:
+    """A small table that renders in notebooks (HTML) and in text (markdown)."""
+    columns: list[str]
+    rows: list[dict]
+    float_format: str = "{:.2f}"
+
+    def _cell(self, v) -> str:
+        return self.float_format.format(v) if isinstance(v, float) else "" if v is None else str(v)
+
+    def to_html(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(self._cell(r.get(c)))}</td>" for c in self.columns)
+                       + "</tr>" for r in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def to_markdown(self) -> str:
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines += ["| " + " | ".join(self._cell(r.get(c)) for c in self.columns) + " |" for r in self.rows]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def ablation_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, *,
+                   sort_by: str | None = None, descending: bool = True) -> Table:
+    """Rows (one per run) as a Table; columns default to every key in first-seen order."""
+    rows = [dict(r) for r in rows]
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    if sort_by is not None:
+        if sort_by not in columns:
+            raise HacmError(f"ablation_table: sort_by {sort_by!r} is not a column ({columns})")
+        rows.sort(key=lambda r: (r.get(sort_by) is None, r.get(sort_by)), reverse=descending)
+        if descending:   # keep rows without a value last
+            rows.sort(key=lambda r: r.get(sort_by) is None)
+    return Table(list(columns), rows)
+
+
+def tau_curve_figure(rows: Sequence[Mapping], metric: str = "accuracy", *, series: str | None = None,
+                     title: str | None = None) -> Figure:
+    """Mean and min-max spread over seeds of `metric` against tau; one line per value of `series`."""
+    groups: dict[object, dict[float, list[float]]] = {}
+    for r in rows:
+        if "tau" not in r or metric not in r:
+            raise HacmError(f"tau_curve_figure: every row needs 'tau' and {metric!r}, got keys {sorted(r)}")
+        groups.setdefault(r.get(series) if series else None, {}).setdefault(float(r["tau"]), []).append(float(r[metric]))
+    fig, ax = _subplots(figsize=(7, 4))
+    for name, by_tau in groups.items():
+        taus = np.array(sorted(by_tau))
+        vals = [np.asarray(by_tau[t]) for t in taus]
+        mean = np.array([v.mean() for v in vals])
+        (line,) = ax.plot(taus, mean, marker="o", label=f"{series}={name}" if series else f"mean of {metric}")
+        ax.fill_between(taus, [v.min() for v in vals], [v.max() for v in vals], alpha=0.2, color=line.get_color(),
+                        label=None)
+    n_seeds = max(len(v) for g in groups.values() for v in g.values())
+    ax.set_xscale("log")
+    ax.set_xlabel("Gumbel temperature tau (log scale)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(title=f"band: min-max over {n_seeds} seed(s)")
+    ax.set_title(title or f"{metric} against tau")
+    fig.tight_layout()
+    return fig
+
+
+def reconstruction_figure(pred, target, mask, joint_names: Sequence[str], *,
+                          title: str = "Masked motion reconstruction") -> Figure:
+    """Target, prediction (L2 norm of each token's t_patch*3 values) and per-token MSE on masked tokens.
+
+    pred, target [TP, V, P] (or [TP*V, P] with V = len(joint_names)); mask [TP, V] bool, True = masked.
+    """
+    V = len(joint_names)
+    pred, target = (np.asarray(a, dtype=np.float64) for a in (pred, target))
+    if pred.ndim == 2:
+        pred, target = pred.reshape(-1, V, pred.shape[-1]), target.reshape(-1, V, target.shape[-1])
+    mask = np.asarray(mask, dtype=bool).reshape(pred.shape[:2])
+    if pred.shape != target.shape or pred.shape[1] != V:
+        raise HacmError(f"reconstruction_figure: pred {pred.shape} and target {target.shape} must be [TP, {V}, P]")
+    err = np.where(mask, ((pred - target) ** 2).mean(-1), np.nan)
+    panels = [(np.linalg.norm(target, axis=-1), "target |motion| (normalised)", "viridis"),
+              (np.linalg.norm(pred, axis=-1), "prediction |motion|", "viridis"),
+              (err, f"MSE on masked tokens (mean {np.nanmean(err):.3f})", "magma")]
+    fig, axes = _subplots(1, 3, figsize=(14, 0.22 * V + 2), sharey=True)
+    for ax, (values, name, cmap) in zip(axes, panels):
+        im = ax.imshow(values.T, aspect="auto", cmap=cmap, interpolation="nearest")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("time patch")
+    axes[0].set_yticks(range(V), joint_names, fontsize=6)
+    axes[0].set_ylabel("joint")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

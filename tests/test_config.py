@@ -1,0 +1,181 @@
+"""hacm.config: hacm and authors' YAML, validation messages, overrides, `hacm config check`."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hacm.cli import main
+from hacm.config import (PACKAGE_CONFIG_DIR, apply_overrides, from_dict, load_config,
+                         resolve_config_path, to_dict, to_yaml)
+from hacm.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+# Locally /work/shared/upstream-configs; in CI the shared folder sits beside the repository.
+UPSTREAM = next((p for p in (REPO.parent / "shared" / "upstream-configs", Path("/work/shared/upstream-configs"))
+                 if p.is_dir()), None)
+UPSTREAM_FILES = sorted(UPSTREAM.rglob("*.yaml")) if UPSTREAM else []
+SHIPPED = sorted(PACKAGE_CONFIG_DIR.glob("*.yaml"))
+
+
+def _write(tmp_path, text: str, name: str = "c.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.skipif(UPSTREAM is None, reason="shared/upstream-configs is not present")
+@pytest.mark.parametrize("path", UPSTREAM_FILES, ids=lambda p: str(p.relative_to(UPSTREAM)))
+def test_every_authors_config_loads(path):
+    notes: list[str] = []
+    cfg = load_config(path, notes=notes)
+    name = path.stem
+    expected = "pretrain" if name.startswith("pretrain") else "linprobe" if name.startswith("linprobe") else "finetune"
+    assert cfg.protocol == expected
+    assert cfg.data.window_size == cfg.model.num_frames
+    # 18-joint files prune the trunk, 25-joint files do not, and the decision is reported
+    joints = 18 if cfg.model.prune else 25
+    assert any(f"num_joints {joints} -> model.prune {str(cfg.model.prune).lower()}" in n for n in notes)
+    assert any("hacm data import-npz" in n for n in notes)
+    if name.startswith("semi"):
+        assert cfg.data.subset_fraction in (0.01, 0.1)
+    if "pretrain_mamp" in name:
+        assert cfg.masking.strategy == "motion" and not cfg.masking.keep_high and cfg.model.cc_weight == 0
+    if "pretrain_mae" in name:
+        assert cfg.masking.strategy == "random"
+    if "pretrain_hacm" in name:
+        assert cfg.masking.strategy == "hacm" and cfg.masking.tau in (0.8, 0.75)
+
+
+def test_authors_values_are_mapped():
+    if UPSTREAM is None:
+        pytest.skip("shared/upstream-configs is not present")
+    notes: list[str] = []
+    cfg = load_config(UPSTREAM / "hacm" / "ntu60_xsub_joint" / "pretrain_hacm.yaml", notes=notes)
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.min_lr) == (500, 64, 1e-3, 5e-4)
+    assert (cfg.model.num_frames, cfg.model.t_patch, cfg.model.prune, cfg.model.decoder_depth) == (72, 3, True, 3)
+    assert (cfg.data.benchmark, cfg.data.store) == ("ntu60-xsub", "data/ntu/NTU60_XSub")
+    pku = []
+    cfg = load_config(UPSTREAM / "hacm" / "pkuv1_xsub_joint" / "finetune.yaml", notes=pku)
+    assert any("inconsistent: pku1-xsub has 51 classes" in n for n in pku)
+    assert (cfg.train.layer_decay, cfg.train.label_smoothing, cfg.model.drop_path) == (0.8, 0.1, 0.3)
+
+
+def test_shipped_configs_load_and_are_consistent():
+    names = {p.stem for p in SHIPPED}
+    for ds in ("ntu60_xsub", "ntu60_xview", "ntu120_xsub", "ntu120_xset", "pku1_xsub", "pku2_xsub"):
+        assert {f"{ds}_pretrain", f"{ds}_linprobe", f"{ds}_finetune"} <= names
+    assert {"ntu60_xsub_semi1", "ntu60_xsub_semi10", "synth_pretrain", "synth_linprobe", "synth_finetune"} <= names
+    for path in SHIPPED:
+        cfg = load_config(path)
+        suffix = path.stem.rsplit("_", 1)[1]
+        assert cfg.protocol == {"semi1": "finetune", "semi10": "finetune"}.get(suffix, suffix), path.name
+        if cfg.protocol != "pretrain":
+            # downstream runs read the encoder the matching pre-training config writes
+            pre = load_config(path.with_name(path.stem.rsplit("_", 1)[0] + "_pretrain.yaml"))
+            for key in ("num_frames", "t_patch", "prune", "dim", "depth", "heads", "geometry"):
+                assert getattr(cfg.model, key) == getattr(pre.model, key), (path.name, key)
+            assert (cfg.data.vel, cfg.data.bone) == (pre.data.vel, pre.data.bone), path.name
+    assert resolve_config_path("synth_pretrain") == PACKAGE_CONFIG_DIR / "synth_pretrain.yaml"
+
+
+def test_round_trip_and_protocol_defaults():
+    cfg = from_dict({"protocol": "finetune"})
+    assert (cfg.train.lr, cfg.train.min_lr, cfg.train.layer_decay, cfg.train.label_smoothing,
+            cfg.model.drop_path, cfg.train.betas) == (3e-4, 1e-5, 0.8, 0.1, 0.3, (0.9, 0.999))
+    lp = from_dict({"protocol": "linprobe"})
+    assert (lp.train.lr, lp.train.weight_decay, lp.train.momentum, lp.train.batch_size) == (0.1, 0.0, 0.9, 256)
+    pt = from_dict({})
+    assert pt.protocol == "pretrain" and pt.train.betas == (0.9, 0.95) and pt.train.weight_decay == 0.05
+    assert from_dict(to_dict(cfg)) == cfg
+    assert from_dict(yaml.safe_load(to_yaml(cfg))) == cfg
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  epoch: 3\n", "unknown key train.epoch; allowed keys in train: epochs, warmup_epochs"),
+    ("optim:\n  lr: 1\n", "unknown key optim; allowed top-level keys: protocol, data, model, masking, train, knn"),
+    ("train:\n  epochs: ten\n", "train.epochs: expected an integer, got 'ten' (str)"),
+    ("train:\n  epochs: 2.5\n", "train.epochs: expected an integer, got 2.5 (float)"),
+    ("data:\n  random_rot: 1\n", "data.random_rot: expected true/false, got 1 (int)"),
+    ("train:\n  amp: fp16\n", "train.amp: expected one of off, bf16, got 'fp16'"),
+    ("model:\n  geometry: sphere\n", "model.geometry: expected one of poincare, euclidean, got 'sphere'"),
+    ("masking:\n  strategy: blocks\n", "masking.strategy: expected one of hacm, spatial_only, temporal_only, motion, random"),
+    ("train:\n  betas: [0.9]\n", "train.betas: expected a list of 2 a number/a number, got [0.9]"),
+    ("protocol: distill\n", "protocol: expected one of pretrain, linprobe, finetune, knn, got 'distill'"),
+    ("data:\n  window_size: 60\n", "data.window_size (60) must equal model.num_frames (72)"),
+    ("train:\n  warmup_epochs: 50\n  epochs: 10\n", "train.warmup_epochs (50) exceeds train.epochs (10)"),
+    ("data:\n  subset_fraction: 0\n", "data.subset_fraction: expected a fraction in (0, 1]"),
+    ("data: [1, 2]\n", "data: expected a mapping of keys"),
+    ("train:\n  lr: 1\n  epochs: [3\nmodel: {}\n", "c.yaml:4: not valid YAML"),
+])
+def test_bad_values_name_the_key_and_what_is_allowed(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text))
+    assert message in str(err.value)
+    assert str(err.value).startswith(str(tmp_path / "c.yaml"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (("qk_scale: None", "qk_scale: 0.125"), "model_args.qk_scale: hacm's attention always scales by head_dim^-0.5"),
+    (("patch_size: 1", "patch_size: 2"), "model_args.patch_size: hacm tokenises one joint per token"),
+    (("num_joints: 18", "num_joints: 20"), "model_args.num_joints: expected 18 (trunk pruned) or 25, got 20"),
+    (("drop_rate: 0.", "drop_rate: 0.1"), "model_args.drop_rate: hacm's encoder has no dropout"),
+    (("random_move: False", "random_move: True"), "train_feeder_args.random_move: hacm's data pipeline has no random_move"),
+    (("model_hacm.transformer", "model_x.transformer"), "model: expected one of model_hacm.transformer.Transformer"),
+    (("mask_ratio: 0.9", "mask_ratio: 0.9\nwarmup: 3"), "warmup: not a key of the MAMP/HA-CM configs hacm reads"),
+    (("norm_skes_loss: True", "norm_skes_loss: True\n  use_cls: True"), "model_args.use_cls: not a model argument"),
+    (("window_size: 72", "window_size: 64"), "train_feeder_args.window_size 64 differs from model_args.num_frames 72"),
+])
+def test_authors_keys_hacm_cannot_honour(tmp_path, change, message):
+    if UPSTREAM is None:
+        pytest.skip("shared/upstream-configs is not present")
+    text = (UPSTREAM / "hacm" / "ntu60_xsub_joint" / "pretrain_hacm.yaml").read_text()
+    assert change[0] in text
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text.replace(change[0], change[1], 1)))
+    assert message in str(err.value)
+
+
+def test_overrides():
+    cfg = from_dict(apply_overrides({}, ["train.epochs=30", "train.betas=[0.9, 0.99]", "masking.strategy=random",
+                                         "train.pretrained=null", "data.p_interval_train=[0.8, 1]"]))
+    assert (cfg.train.epochs, cfg.train.betas, cfg.masking.strategy) == (30, (0.9, 0.99), "random")
+    assert cfg.data.p_interval_train == (0.8, 1.0) and cfg.train.pretrained is None
+    with pytest.raises(ConfigError, match="expected key=value"):
+        apply_overrides({}, ["train.epochs"])
+    with pytest.raises(ConfigError, match="unknown key train.epoch;"):
+        from_dict(apply_overrides({}, ["train.epoch=3"]))
+    with pytest.raises(ConfigError, match="protocol is not a section"):
+        apply_overrides({"protocol": "knn"}, ["protocol.x=1"])
+
+
+def test_config_check_cli(tmp_path, capsys):
+    good = SHIPPED[0]
+    bad = _write(tmp_path, "train:\n  epochs: ten\n", "bad.yaml")
+    assert main(["config", "check", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert f"# {good}" in out and load_config(good) == from_dict(yaml.safe_load(out))
+    assert main(["config", "check", "--quiet", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("ok: ") and out[1] == f"error: {bad}: train.epochs: expected an integer, got 'ten' (str)"
+    if UPSTREAM is not None:
+        assert main(["config", "check", "--quiet", str(UPSTREAM)]) == 0
+        assert len(capsys.readouterr().out.splitlines()) == len(UPSTREAM_FILES)
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    bad = _write(tmp_path, "train:\n  epochs: ten\n", "bad.yaml")
+    for args in (["config", "check", str(bad)], ["pretrain", "--config", str(bad)],
+                 ["pretrain", "--config", str(tmp_path / "missing.yaml")],
+                 ["linprobe", "--config", "synth_pretrain"]):
+        proc = subprocess.run([sys.executable, "-m", "hacm", *args], capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode in (1, 2), (args, proc.returncode)
+        assert "Traceback" not in proc.stderr + proc.stdout, args
+    proc = subprocess.run([sys.executable, "-m", "hacm", "linprobe", "--config", "synth_pretrain"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("hacm: error: synth_pretrain: is a pretrain config; run `hacm pretrain` "
+                                   "(or --set protocol=linprobe)")

@@ -1,0 +1,143 @@
+"""hacm.evaluate: kNN, accuracy, confusion matrices, features, run directories, MAMP imports."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from hacm import checkpoint as ckpt
+from hacm import evaluate as ev
+from hacm import train
+from hacm.cli import main
+from hacm.config import to_yaml
+from hacm.errors import HacmError
+from hacm.model import Encoder
+from test_train import make_toy_store, toy_config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    store = make_toy_store(root / "store", clips_per_class=9)
+    short = {"epochs": 1, "warmup_epochs": 0, "max_steps_per_epoch": 2, "batch_size": 8}
+    train.pretrain(toy_config(store.path, train=short), root / "pt")
+    # transfer: a fine-tune initialised from the pre-training run (whose decoder is ignored)
+    train.finetune(toy_config(store.path, "finetune", train={**short, "pretrained": str(root / "pt")}), root / "ft")
+    return store, root
+
+
+def test_knn_votes_are_weighted_by_similarity():
+    angle = np.deg2rad
+    train_feats = np.array([[np.cos(a), np.sin(a)] for a in (angle(18), angle(-25), angle(-27))])
+    train_labels = np.array([1, 0, 0])
+    test = np.array([[1.0, 0.0]])
+    # one close neighbour of class 1 against two farther ones of class 0
+    sharp = ev.knn_predict(train_feats, train_labels, test, k=(3, 1), temperature=0.01, num_classes=2)
+    flat = ev.knn_predict(train_feats, train_labels, test, k=(3,), temperature=10.0, num_classes=2)
+    assert sharp[3][0] == 1 and sharp[1][0] == 1
+    assert flat[3][0] == 0
+    # k larger than the training set uses all of it; cosine ignores the feature scale
+    assert ev.knn_predict(5 * train_feats, train_labels, test, k=(50,), temperature=10.0)[50][0] == 0
+
+
+def test_knn_accuracy_on_separable_clusters():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 16))
+    labels = np.repeat(np.arange(4), 25)
+    feats = centres[labels] + rng.normal(0, 0.05, (100, 16))
+    accs = ev.knn_accuracy(feats[::2], labels[::2], feats[1::2], labels[1::2], k=(20, 1))
+    assert accs == {20: 1.0, 1: 1.0}
+    shuffled = rng.permutation(labels[::2])
+    assert ev.knn_accuracy(feats[::2], shuffled, feats[1::2], labels[1::2], k=(1,))[1] < 0.6
+
+
+def test_accuracy_confusion_and_per_class():
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    pred = np.array([0, 1, 1, 1, 0, 2])
+    assert ev.accuracy(pred, labels) == pytest.approx(4 / 6)
+    logits = np.eye(4)[pred]
+    assert ev.accuracy(logits, labels) == pytest.approx(4 / 6)
+    cm = ev.confusion_from_predictions(pred, labels, 4)
+    assert cm.tolist() == [[1, 1, 0, 0], [1, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    per = ev.per_class_accuracy(cm)
+    assert per[:3].tolist() == [0.5, pytest.approx(2 / 3), 1.0] and np.isnan(per[3])
+    with pytest.raises(HacmError, match="5 predictions for 6 labels"):
+        ev.accuracy(pred[:5], labels)
+
+
+def test_features_from_a_run_directory(runs):
+    store, root = runs
+    cfg = toy_config(store.path)
+    test_set = train.make_dataset(cfg, store, "test", augment=False)
+    feats, labels = ev.extract_features(root / "pt", test_set, batch_size=7)
+    assert feats.shape == (len(test_set), cfg.model.dim) and feats.dtype == np.float32
+    assert np.array_equal(labels, test_set.labels)
+    model = ev.model_from_checkpoint(root / "pt")
+    again, _ = ev.extract_features(model, test_set, batch_size=32)
+    np.testing.assert_allclose(feats, again, rtol=1e-5, atol=1e-6)   # batch size does not matter
+    classifier = ev.new_model(toy_config(store.path, "linprobe"), store.num_classes)
+    classifier.encoder.load_state_dict(model.encoder.state_dict())
+    x = torch.stack([test_set[i][0] for i in range(4)])
+    with torch.no_grad():
+        np.testing.assert_allclose(classifier.eval().features(x).numpy(), feats[:4], rtol=1e-5, atol=1e-6)
+
+
+def test_load_run_and_confusion_matrix(runs):
+    store, root = runs
+    run = ev.load_run(root / "ft")
+    assert run.config.protocol == "finetune" and run.config.train.pretrained == str(root / "pt")
+    assert {"last", "best"} <= set(run.checkpoints)
+    assert len(run.rows("epoch")) == 1 and "test_acc" in run.rows("epoch")[0]
+    assert run.summary["best_test_acc"] == run.rows("epoch")[0]["test_acc"]
+    test_set = train.make_dataset(run.config, store, "test", augment=False)
+    cm, names = ev.confusion_matrix(root / "ft", test_set)
+    assert cm.shape == (6, 6) and cm.sum() == len(test_set) and names == store.class_names
+    assert np.trace(cm) / cm.sum() == pytest.approx(run.summary["best_test_acc"])
+    with pytest.raises(HacmError, match="predict needs a classifier"):
+        ev.predict(root / "pt", test_set)
+    with pytest.raises(HacmError, match="not a hacm run directory"):
+        ev.load_run(root)
+
+
+def test_mamp_checkpoint_import_through_the_cli(runs, tmp_path):
+    store, root = runs
+    cfg = toy_config(store.path, "knn")
+    source = Encoder(cfg.model)
+    state = {f"module.{k}" if i % 2 else k: v.clone() for i, (k, v) in enumerate(source.state_dict().items())}
+    state["decoder_pred.weight"] = torch.zeros(12, 32)
+    state["mask_token"] = torch.zeros(1, 1, 32)
+    state["head.fc.weight"] = torch.zeros(60, 32)
+    # a MAMP checkpoint keeps its argparse.Namespace beside the weights
+    torch.save({"model": state, "epoch": 399, "args": argparse.Namespace(lr=1e-3, model="Transformer")},
+               tmp_path / "mamp.pth")
+
+    target = Encoder(cfg.model)
+    report = ckpt.load_pretrained_encoder(target, tmp_path / "mamp.pth", cfg.model)
+    assert report.ignored == ["decoder_pred.weight", "mask_token"] and report.unexpected == ["head.fc.weight"]
+    for k, v in source.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v), k
+    assert "ignored 2 decoder" in ckpt.describe_load(report, "mamp.pth")
+
+    cfg_file = tmp_path / "knn.yaml"
+    cfg_file.write_text(to_yaml(cfg))
+    assert main(["knn", "--config", str(cfg_file), "--set", f"train.pretrained={tmp_path / 'mamp.pth'}",
+                 "--out", str(tmp_path / "knn")]) == 0
+    summary = ev.load_run(tmp_path / "knn").summary
+    assert 0.0 <= summary["knn20_acc"] <= 1.0 and summary["pretrained"] == str(tmp_path / "mamp.pth")
+
+    del state[next(k for k in state if k.endswith("blocks.1.mlp.fc2.weight"))]
+    torch.save({"model": state}, tmp_path / "partial.pth")
+    with pytest.raises(HacmError, match="no value for encoder tensors blocks.1.mlp.fc2.weight"):
+        ckpt.load_pretrained_encoder(Encoder(cfg.model), tmp_path / "partial.pth")
+
+
+def test_pretrained_encoder_must_match_the_architecture(runs):
+    store, root = runs
+    euclid = toy_config(store.path, "linprobe", model={"geometry": "euclidean"})
+    with pytest.raises(HacmError, match="geometry: checkpoint 'poincare', run 'euclidean'"):
+        ckpt.load_pretrained_encoder(Encoder(euclid.model), root / "pt", euclid.model)
+    wider = toy_config(store.path, "linprobe", model={"dim": 64, "decoder_dim": 64})
+    with pytest.raises(HacmError, match="dim: checkpoint 32, run 64"):
+        train.linear_probe(train.config_replace(wider, train={"pretrained": str(root / "pt")}), root / "lp_wide")

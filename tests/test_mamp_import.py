@@ -1,0 +1,113 @@
+"""Loading MAMP-format checkpoints, checked against an independent plain-torch reference forward."""
+import dataclasses
+
+import geoopt
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hacm.errors import HacmError
+from hacm.model import Encoder, ModelConfig, load_mamp_state_dict
+from hacm.skeleton import TOKEN_JOINTS
+
+CFG = ModelConfig(num_frames=12, t_patch=3, prune=False, dim=32, depth=2, heads=4, geometry="euclidean")
+
+
+def mamp_state_dict(cfg, tp=None, joints=25, seed=0):
+    """Random tensors under the exact key names and shapes of method.md section 11."""
+    g = torch.Generator().manual_seed(seed)
+    D, H = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
+    r = lambda *s: torch.randn(*s, generator=g) * 0.1   # noqa: E731
+    sd = {"joints_embed.proj.weight": r(D, 3, cfg.t_patch, 1), "joints_embed.proj.bias": r(D),
+          "temp_embed": r(1, tp or cfg.num_patches, 1, D), "pos_embed": r(1, 1, joints, D),
+          "norm.weight": 1 + r(D), "norm.bias": r(D),
+          "decoder_embed.weight": r(D, D), "mask_token": r(1, 1, D), "decoder_pred.weight": r(9, D)}
+    for i in range(cfg.depth):
+        p = f"blocks.{i}."
+        sd.update({p + "norm1.weight": 1 + r(D), p + "norm1.bias": r(D),
+                   p + "attn.qkv.weight": r(3 * D, D), p + "attn.qkv.bias": r(3 * D),
+                   p + "attn.proj.weight": r(D, D), p + "attn.proj.bias": r(D),
+                   p + "norm2.weight": 1 + r(D), p + "norm2.bias": r(D),
+                   p + "mlp.fc1.weight": r(H, D), p + "mlp.fc1.bias": r(H),
+                   p + "mlp.fc2.weight": r(D, H), p + "mlp.fc2.bias": r(D)})
+    return sd
+
+
+def reference_forward(sd, x, cfg, joints, hyperbolic):
+    """MAMP's encoder math written out: conv, embeddings, [map], pre-LN blocks, final LN."""
+    N, C, T, V, M = x.shape
+    x = x.permute(0, 4, 1, 2, 3).reshape(N * M, C, T, V)[..., joints]                # [NM, C, T, V']
+    x = F.conv2d(x, sd["joints_embed.proj.weight"], sd["joints_embed.proj.bias"], stride=(cfg.t_patch, 1))
+    x = x.permute(0, 2, 3, 1) + sd["temp_embed"] + sd["pos_embed"]                    # [NM, TP, V', D]
+    if hyperbolic:
+        ball = geoopt.PoincareBall(c=cfg.curvature)
+        x = ball.projx(ball.expmap0(x))
+    B, TP, Vp, D = x.shape
+    x = x.reshape(B, TP * Vp, D)
+    hd = D // cfg.heads
+    for i in range(cfg.depth):
+        w = lambda k: sd[f"blocks.{i}.{k}"]   # noqa: E731
+        h = F.layer_norm(x, (D,), w("norm1.weight"), w("norm1.bias"))
+        qkv = (h @ w("attn.qkv.weight").T + w("attn.qkv.bias")).reshape(B, -1, 3, cfg.heads, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        a = torch.softmax((q @ k.transpose(-2, -1)) * hd ** -0.5, dim=-1)
+        h = (a @ v).transpose(1, 2).reshape(B, -1, D)
+        x = x + h @ w("attn.proj.weight").T + w("attn.proj.bias")
+        h = F.layer_norm(x, (D,), w("norm2.weight"), w("norm2.bias"))
+        h = F.gelu(h @ w("mlp.fc1.weight").T + w("mlp.fc1.bias"))
+        x = x + h @ w("mlp.fc2.weight").T + w("mlp.fc2.bias")
+    x = F.layer_norm(x, (D,), sd["norm.weight"], sd["norm.bias"])
+    return x.view(N, M, TP, Vp, D)
+
+
+def test_mamp_checkpoint_gives_reference_outputs():
+    sd = mamp_state_dict(CFG)
+    enc = Encoder(CFG).eval()
+    report = load_mamp_state_dict(enc, {"model": sd, "epoch": 3})
+    assert report.missing == [] and report.unexpected == [] and report.interpolated == {}
+    assert report.ignored == ["decoder_embed.weight", "decoder_pred.weight", "mask_token"]
+    x = torch.randn(2, 3, 12, 25, 2)
+    with torch.no_grad():
+        out, _ = enc(x)
+    ref = reference_forward(sd, x, CFG, list(range(25)), hyperbolic=False)
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_hyperbolic_pruned_encoder_matches_reference_with_the_map():
+    cfg = dataclasses.replace(CFG, prune=True, geometry="poincare")
+    sd = mamp_state_dict(cfg, joints=18)
+    enc = Encoder(cfg).eval()
+    load_mamp_state_dict(enc, sd)                      # a bare state dict works too
+    x = torch.randn(2, 3, 12, 25, 2)
+    with torch.no_grad():
+        out, _ = enc(x)
+    assert torch.allclose(out, reference_forward(sd, x, cfg, list(TOKEN_JOINTS), hyperbolic=True), atol=1e-5)
+
+
+def test_temp_embed_interpolation_and_joint_selection():
+    cfg = dataclasses.replace(CFG, prune=True)
+    sd = mamp_state_dict(cfg, tp=8, joints=25)
+    enc = Encoder(cfg)
+    report = load_mamp_state_dict(enc, sd)
+    assert report.interpolated == {"temp_embed": ((1, 8, 1, 32), (1, 4, 1, 32)),
+                                   "pos_embed": ((1, 1, 25, 32), (1, 1, 18, 32))}
+    assert torch.allclose(enc.pos_embed, sd["pos_embed"][:, :, list(TOKEN_JOINTS)])
+    # linear interpolation of 8 -> 4 steps averages neighbouring pairs
+    pairs = (sd["temp_embed"][:, 0::2] + sd["temp_embed"][:, 1::2]) / 2
+    assert torch.allclose(enc.temp_embed, pairs, atol=1e-6)
+
+
+def test_shape_mismatch_names_key_and_shapes():
+    sd = mamp_state_dict(dataclasses.replace(CFG, t_patch=4, num_frames=12))
+    with pytest.raises(HacmError, match=r"joints_embed.proj.weight.*\[32, 3, 4, 1\].*\[32, 3, 3, 1\]"):
+        load_mamp_state_dict(Encoder(CFG), sd)
+    report = load_mamp_state_dict(Encoder(CFG), sd, strict_shapes=False)
+    assert "joints_embed.proj.weight" in report.missing
+
+
+def test_missing_and_unexpected_keys_are_reported():
+    sd = mamp_state_dict(CFG)
+    del sd["norm.bias"]
+    sd["head.fc.weight"] = torch.zeros(3, 32)
+    report = load_mamp_state_dict(Encoder(CFG), {f"module.{k}": v for k, v in sd.items()})
+    assert report.missing == ["norm.bias"] and report.unexpected == ["head.fc.weight"]

@@ -1,0 +1,152 @@
+"""Every notebook in notebooks/ executes under papermill with tiny parameters.
+
+One tiny synthetic store (from the data_overview notebook) and one tiny pre-training run (from the
+pretrain notebook) are shared by the whole session; the model is shrunk through config overrides.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import pytest
+from papermill.translators import PythonTranslator
+
+from hacm.report import notebook_parameters
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+CLASSES = ["wave right hand", "clap", "kick", "sit down"]
+# three performers: 1 and 2 train, 3 test (NTU-60 cross-subject rule); one replication, 3 cameras
+CLIPS = 3 * 1 * 3 * len(CLASSES)
+TINY_MODEL = {"model.dim": 32, "model.depth": 1, "model.heads": 2, "model.decoder_dim": 32,
+              "model.decoder_depth": 1, "model.num_frames": 12, "data.window_size": 12}
+TINY_TRAIN = {"train.epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 8}
+
+pytestmark = pytest.mark.notebook
+
+
+def execute(name: str, out: Path, **parameters) -> dict | None:
+    """Run notebooks/<name>.ipynb into out/ (kernel 'hacm'); return the summary.json it wrote, if any."""
+    import papermill as pm
+
+    out.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
+                        parameters={**parameters, "report_dir": str(out)}, kernel_name="hacm",
+                        progress_bar=False, cwd=str(out))
+    summary = out / "summary.json"
+    return json.loads(summary.read_text()) if summary.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    summary = execute("data_overview", out, synth_performers=3, synth_replications=1, synth_classes=CLASSES,
+                      animate=[0])
+    return out, summary
+
+
+@pytest.fixture(scope="session")
+def store(data_dir):
+    return str(data_dir[0] / "store")
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory, store):
+    out = tmp_path_factory.mktemp("pretrain")
+    summary = execute("pretrain", out, overrides={"data.store": store, **TINY_MODEL, **TINY_TRAIN})
+    return out, summary
+
+
+def test_notebooks_are_committed_clean():
+    """One `parameters` cell each, report_dir among its parameters, no outputs, the hacm kernel."""
+    names = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    assert names == ["ablations", "confusion", "data_overview", "evaluate", "explorer", "pretrain"]
+    for name in names:
+        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        nbformat.validate(nb)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, name
+        # papermill reads every assignment (its parser stumbles on e.g. '=' inside comments)
+        names = [p.name for p in PythonTranslator.inspect(tagged[0])]
+        assert names == notebook_parameters(NOTEBOOKS / f"{name}.ipynb") and names[-1] == "report_dir", name
+        assert nb.metadata.kernelspec.name == "hacm", name
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, name
+
+
+def test_data_overview(data_dir):
+    out, summary = data_dir
+    assert summary["clips"] == CLIPS and summary["classes"] == len(CLASSES)
+    assert summary["train"] + summary["test"] == CLIPS and summary["test"] == CLIPS // 3
+    for fig in ("classes", "skeleton_0"):
+        assert (out / f"{fig}.html").is_file()
+
+
+def test_pretrain(pretrained):
+    out, summary = pretrained
+    assert summary["epochs"] == 1 and math.isfinite(summary["final_loss"]) and summary["masked_mse"] >= 0
+    assert (out / "run" / "checkpoints" / "last.pt").is_file()
+    assert (out / "loss_lr.png").is_file() and (out / "reconstruction.png").is_file()
+
+
+@pytest.fixture(scope="session")
+def evaluated(tmp_path_factory, store, pretrained):
+    out = tmp_path_factory.mktemp("evaluate")
+    summary = execute("evaluate", out, pretrained=str(pretrained[0] / "run"), protocols=["linprobe", "semi", "knn"],
+                      overrides={"data.store": store, **TINY_MODEL, **TINY_TRAIN}, semi_fraction=0.5,
+                      protocol_overrides={"knn": {"knn.k": [3, 1]}})
+    return out, summary
+
+
+def test_evaluate(evaluated):
+    out, summary = evaluated
+    assert set(summary) == {"linprobe_best_test_acc", "semi_best_test_acc", "knn_knn3_acc", "knn_knn1_acc"}
+    # accuracies on CLIPS // 3 test clips: multiples of 1 / test clips within [0, 1]
+    for value in summary.values():
+        assert 0.0 <= value <= 1.0 and abs(value * (CLIPS // 3) - round(value * (CLIPS // 3))) < 1e-6
+    for fig in ("accuracy_linprobe", "per_class_linprobe", "accuracy_semi", "per_class_semi"):
+        assert (out / f"{fig}.png").is_file()
+
+
+def test_confusion(tmp_path, evaluated):
+    run = str(evaluated[0] / "linprobe")
+    summary = execute("confusion", tmp_path, run=run, baseline_run=run, labels=["a", "b"], top_pairs=3)
+    # the same run on both sides: same accuracy, and it is the probe's final test accuracy
+    assert summary["accuracy"] == summary["baseline_accuracy"]
+    assert summary["accuracy"] == pytest.approx(evaluated[1]["linprobe_best_test_acc"])
+    for fig in ("confusion", "confusion_difference", "per_class_comparison"):
+        assert (tmp_path / f"{fig}.png").is_file()
+
+
+def test_ablations_share_identical_runs(tmp_path, store):
+    variants = {"base": {"masking.tau": 0.9}, "random": {"masking.strategy": "random"}}
+    summary = execute("ablations", tmp_path, overrides={"data.store": store, **TINY_MODEL, **TINY_TRAIN},
+                      eval_overrides={"data.store": store, **TINY_MODEL, "knn.k": [3, 1]},
+                      variants=variants, taus=[0.9, 2.0], seeds=[0], metric="knn1_acc")
+    assert set(summary) == {"base knn1_acc (%)", "random knn1_acc (%)", "best tau"}
+    assert summary["best tau"] in (0.9, 2.0)
+    # tau 0.9 is the base variant's run: 3 runs for 4 rows
+    assert len(list((tmp_path / "runs").iterdir())) == 3
+    assert (tmp_path / "tau_curve.png").is_file() and "| base |" in (tmp_path / "ablations.md").read_text()
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+def test_explorer(tmp_path, store, pretrained, interactive):
+    checkpoints = {"tiny": str(pretrained[0] / "run" / "checkpoints" / "last.pt")}
+    views = [{"sample": 1, "mask_ratio": 0.8, "tau": 0.9}]
+    execute_kwargs = dict(store=store, checkpoints=checkpoints, interactive=interactive, views=views)
+    summary = execute("explorer", tmp_path, **execute_kwargs)
+    if interactive:
+        # the widget is built and displayed; static views and the summary are batch mode's
+        assert summary is None
+        nb = nbformat.read(tmp_path / "explorer.ipynb", as_version=4)
+        shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                 if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert shown, "the explorer widget was not displayed"
+        return
+    assert summary == {"views": 1, "checkpoints": ["tiny"], "clips": CLIPS // 3}
+    for key in ("disk", "skeleton", "tokens"):
+        assert (tmp_path / f"view0_tiny_{key}.html").is_file()

@@ -1,0 +1,165 @@
+"""Training protocols end to end on a tiny, learnable store (hacm.train).
+
+`make_toy_store` is shared by the other training tests (test_resume, test_ddp, test_evaluate).
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hacm import train
+from hacm.config import from_dict
+from hacm.data.store import SampleRecord, StoreWriter
+from hacm.errors import ConfigError, HacmError
+from hacm.evaluate import load_run
+from hacm.skeleton import NUM_JOINTS
+
+# Body parts that move in the toy classes (NTU joint indices).
+_PARTS = {"left_arm": (5, 6, 7, 21, 22), "right_arm": (9, 10, 11, 23, 24), "legs": (13, 14, 15, 17, 18, 19)}
+
+
+def make_toy_store(path, *, clips_per_class: int = 30, seed: int = 0, test_fraction: float = 1 / 3):
+    """A store whose 6 classes differ only in how a body part moves (which part, how fast).
+
+    Every clip has its own body shape, phase, amplitude and recording length, so a classifier has to
+    look at motion rather than at the pose; the classes are learnable but not trivial.
+    """
+    rng = np.random.default_rng(seed)
+    rest = rng.normal(0, 0.5, (NUM_JOINTS, 3)).astype(np.float32)
+    classes = [(part, freq) for part in _PARTS for freq in (0.5, 1.5)]
+    names = [f"{part}_{freq}hz" for part, freq in classes]
+    writer = StoreWriter(path, dataset="synth", class_names=names)
+    train_idx, test_idx = [], []
+    with writer:
+        for c, (part, freq) in enumerate(classes):
+            direction = rng.normal(0, 1, 3)
+            direction /= np.linalg.norm(direction)
+            for k in range(clips_per_class):
+                T = int(rng.integers(64, 90))
+                t = np.arange(T, dtype=np.float32) / 30.0
+                body = rest + rng.normal(0, 0.1, rest.shape)
+                frames = np.repeat(body[None], T, 0)                                  # [T, 25, 3]
+                wave = rng.uniform(0.6, 1.0) * np.sin(2 * math.pi * freq * t + rng.uniform(0, 2 * math.pi))
+                frames[:, list(_PARTS[part])] += wave[:, None, None] * direction
+                frames += rng.normal(0, 0.02, frames.shape)
+                i = writer.add(SampleRecord(f"toy{c:02d}_{k:03d}", c, frames[None].astype(np.float32),
+                                            performer=k + 1))
+                (test_idx if k < clips_per_class * test_fraction else train_idx).append(i)
+        return writer.finish({"synth-xsub": {"train": np.array(train_idx), "test": np.array(test_idx)}})
+
+
+def toy_config(store, protocol: str = "pretrain", **sections) -> "train.RunConfig":
+    """A tiny model over make_toy_store data: 24 frames, 6 time patches, width 32, 2 blocks."""
+    d = {
+        "protocol": protocol,
+        "data": {"store": str(store), "benchmark": "synth-xsub", "window_size": 24, "num_workers": 0},
+        "model": {"num_frames": 24, "t_patch": 4, "dim": 32, "depth": 2, "heads": 2, "decoder_dim": 32,
+                  "decoder_depth": 1, "drop_path": 0.0},
+        "masking": {"mask_ratio": 0.75},
+        "train": {"epochs": 2, "warmup_epochs": 1, "batch_size": 16, "checkpoint_every": 1, "log_every": 2,
+                  "device": "cpu"},
+    }
+    for name, values in sections.items():
+        d[name] = {**d.get(name, {}), **values} if isinstance(values, dict) else values
+    return from_dict(d)
+
+
+@pytest.fixture(scope="module")
+def toy_store(tmp_path_factory):
+    return make_toy_store(tmp_path_factory.mktemp("toy") / "store")
+
+
+def test_lr_schedule_warmup_then_half_cosine(toy_store):
+    cfg = toy_config(toy_store.path, train={"epochs": 10, "warmup_epochs": 2, "lr": 1e-3, "min_lr": 5e-4})
+    steps = 5
+    assert train.lr_at(0, steps, cfg) == 0.0
+    assert train.lr_at(5, steps, cfg) == pytest.approx(5e-4)          # halfway through warmup
+    assert train.lr_at(10, steps, cfg) == pytest.approx(1e-3)         # peak
+    assert train.lr_at(30, steps, cfg) == pytest.approx(7.5e-4)       # half of the cosine
+    assert train.lr_at(50, steps, cfg) == pytest.approx(5e-4)         # end
+    lrs = [train.lr_at(s, steps, cfg) for s in range(10, 51)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_weight_decay_and_layer_decay_groups(toy_store):
+    cfg = toy_config(toy_store.path, "finetune", train={"layer_decay": 0.5, "weight_decay": 0.05})
+    model = train.new_model(cfg, 6)
+    groups = train.param_groups(model, cfg)
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    for name in ("encoder.temp_embed", "encoder.pos_embed", "encoder.blocks.0.norm1.weight",
+                 "encoder.blocks.1.attn.qkv.bias", "head.fc1.bias"):
+        assert by_param[id(named[name])]["weight_decay"] == 0.0, name
+    for name in ("encoder.blocks.0.attn.qkv.weight", "head.fc1.weight", "encoder.joints_embed.proj.weight"):
+        assert by_param[id(named[name])]["weight_decay"] == 0.05, name
+    # depth 2: embeddings layer 0 -> 0.5^3, block 1 -> 0.5^1, head -> 1
+    assert by_param[id(named["encoder.joints_embed.proj.weight"])]["lr_scale"] == pytest.approx(0.125)
+    assert by_param[id(named["encoder.blocks.1.mlp.fc1.weight"])]["lr_scale"] == pytest.approx(0.5)
+    assert by_param[id(named["head.fc2.weight"])]["lr_scale"] == 1.0
+    assert sum(len(g["params"]) for g in groups) == len([p for p in model.parameters() if p.requires_grad])
+
+
+def test_pretrain_lowers_the_loss_and_writes_the_run_directory(toy_store, tmp_path):
+    cfg = toy_config(toy_store.path, train={"epochs": 6, "warmup_epochs": 1, "lr": 2e-3, "min_lr": 1e-4})
+    summary = train.pretrain(cfg, tmp_path / "pt")
+    run = load_run(tmp_path / "pt")
+    losses = [r["loss"] for r in run.rows("epoch")]
+    assert len(losses) == 6
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert summary["loss"] == pytest.approx(losses[-1])
+    assert {"last", "epoch_0001", "epoch_0006"} <= set(run.checkpoints)
+    assert run.config == cfg
+    steps = run.rows("step")
+    assert steps and all(math.isfinite(r["loss"]) and r["lr"] >= 0 for r in steps)
+    assert all(r["clips_per_s"] > 0 for r in run.rows("epoch"))
+    assert json.loads((tmp_path / "pt" / "summary.json").read_text())["epochs"] == 6
+
+
+def test_a_run_directory_is_not_overwritten(toy_store, tmp_path):
+    cfg = toy_config(toy_store.path, train={"epochs": 1, "max_steps_per_epoch": 1})
+    train.pretrain(cfg, tmp_path / "run")
+    with pytest.raises(HacmError, match="already holds a run"):
+        train.pretrain(cfg, tmp_path / "run")
+
+
+def test_protocol_mismatch_is_a_config_error(toy_store, tmp_path):
+    with pytest.raises(ConfigError, match="linprobe"):
+        train.finetune(toy_config(toy_store.path, "linprobe"), tmp_path / "x")
+
+
+def test_batch_larger_than_the_data_is_reported(toy_store, tmp_path):
+    cfg = toy_config(toy_store.path, train={"batch_size": 4096})
+    with pytest.raises(HacmError, match="exceeds the 120 training clips"):
+        train.pretrain(cfg, tmp_path / "big")
+
+
+@pytest.mark.slow
+def test_pretrained_features_beat_a_random_encoder(tmp_path):
+    """kNN and a linear probe on pre-trained features beat the same protocols on a randomly
+    initialised encoder, for two seeds (data, initialisation and masks all change with the seed).
+
+    Measured (seeds 0 / 1 / 2): kNN@20 0.63 / 0.57 / 0.68 pre-trained vs 0.25 / 0.37 / 0.30
+    random; 10-epoch linear probe 0.60 / 0.78 / 0.82 vs 0.53 / 0.73 / 0.72.
+    """
+    results = []
+    for seed in (0, 1):
+        store = make_toy_store(tmp_path / f"store{seed}", seed=seed)
+        pt = toy_config(store.path, train={"epochs": 40, "warmup_epochs": 2, "lr": 2e-3, "min_lr": 1e-4,
+                                           "seed": seed, "batch_size": 16, "checkpoint_every": 0})
+        train.pretrain(pt, tmp_path / f"pt{seed}")
+        row = {}
+        for name, pretrained in (("pre", str(tmp_path / f"pt{seed}")), ("rand", None)):
+            lp = toy_config(store.path, "linprobe", train={"epochs": 10, "batch_size": 16, "lr": 0.1, "seed": seed,
+                                                           "pretrained": pretrained, "checkpoint_every": 0})
+            row[f"lp_{name}"] = train.linear_probe(lp, tmp_path / f"lp_{name}{seed}")["best_test_acc"]
+            kn = toy_config(store.path, "knn", train={"pretrained": pretrained, "seed": seed})
+            row[f"knn_{name}"] = train.knn(kn, tmp_path / f"knn_{name}{seed}")["knn20_acc"]
+        results.append(row)
+    print(results)
+    for row in results:
+        assert row["knn_pre"] >= row["knn_rand"] + 0.15, results
+        assert row["lp_pre"] > row["lp_rand"], results

@@ -1,0 +1,189 @@
+"""Figure functions on tiny inputs: disk geometry is faithful, grids mark exactly the kept tokens."""
+from __future__ import annotations
+
+import json
+
+import geoopt
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from hacm.errors import FormatError, HacmError
+from hacm.geometry import make_geometry
+from hacm.skeleton import JOINT_NAMES, NUM_JOINTS
+from hacm.viz import export, poincare, skeleton, tokens, training
+
+
+@pytest.fixture
+def ball_points():
+    """Points of a 32-D Poincaré ball at very different depths, some close to the rim."""
+    g = make_geometry("poincare", 1.0)
+    e = torch.randn(12, 32, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.05, 3.0, 12)[:, None]
+    return g, g.to_manifold(e)
+
+
+@pytest.mark.parametrize("curvature", [1.0, 0.5])
+def test_disk_layout_keeps_dist0_and_stays_in_disk(curvature):
+    g = make_geometry("poincare", curvature)
+    e = torch.randn(10, 16, generator=torch.Generator().manual_seed(1)) * 1.5
+    pts = g.to_manifold(e)
+    xy = poincare.disk_layout(pts, g)
+    assert xy.shape == (10, 2)
+    assert (np.linalg.norm(xy, axis=-1) < 1.0).all()
+    high = geoopt.PoincareBall(c=curvature).dist0(pts.double()).numpy()           # geoopt, in D dimensions
+    low = geoopt.PoincareBall(c=1.0).dist0(torch.from_numpy(xy)).numpy()          # geoopt, on the drawn disk
+    np.testing.assert_allclose(low, high, atol=1e-4)
+
+
+def test_euclidean_plane_keeps_l2_norm():
+    g = make_geometry("euclidean")
+    pts = torch.randn(6, 8, generator=torch.Generator().manual_seed(2)) * 3
+    xy = poincare.disk_layout(pts, g)
+    np.testing.assert_allclose(np.linalg.norm(xy, axis=-1), pts.norm(dim=-1).numpy(), rtol=1e-5)
+
+
+def test_shared_basis_is_used(ball_points):
+    g, pts = ball_points
+    basis = np.eye(32)[:, :2]
+    xy = poincare.disk_layout(pts, g, basis)
+    tangent = g.logmap0(pts).double().numpy()[:, :2]
+    cos = (xy * tangent).sum(-1) / (np.linalg.norm(xy, axis=-1) * np.linalg.norm(tangent, axis=-1))
+    np.testing.assert_allclose(cos, 1.0, atol=1e-6)   # each point lies along its tangent's projection
+
+
+def test_geodesic_arcs_inside_disk_and_connect_endpoints(ball_points):
+    g, pts = ball_points
+    xy = poincare.disk_layout(pts, g)
+    for a, b in [(0, 11), (3, 7), (10, 11)]:
+        arc = poincare.geodesic_arc(xy[a], xy[b])
+        np.testing.assert_allclose(arc[0], xy[a], atol=1e-9)
+        np.testing.assert_allclose(arc[-1], xy[b], atol=1e-9)
+        assert (np.linalg.norm(arc, axis=-1) < 1.0).all()
+        # Consecutive samples are equally spaced along the geodesic: it is the hyperbolic shortest path.
+        d = geoopt.PoincareBall(c=1.0).dist(torch.from_numpy(arc[:-1]), torch.from_numpy(arc[1:])).numpy()
+        np.testing.assert_allclose(d, d.mean(), rtol=1e-6)
+
+
+def test_disk_figure_traces_and_hover(ball_points):
+    g, pts = ball_points
+    xy = poincare.disk_layout(pts, g)
+    labels = [f"j{i}" for i in range(12)]
+    status = ["spatial kept"] * 3 + ["spatial masked"] * 8 + ["trunk parent point"]
+    fig = poincare.poincare_disk_figure(xy, labels, status=status, edges=[(1, 0), (2, 1)],
+                                        dist0=g.dist0(pts).numpy(), scores=np.arange(12.0), title="t")
+    names = [t.name for t in fig.data]
+    assert names[:3] == ["boundary |x| = 1", "kinematic tree (geodesics)", "origin"]
+    assert names[3:] == ["spatial kept", "spatial masked", "trunk parent point"]
+    kept = fig.data[3]
+    assert list(kept.text) == ["j0", "j1", "j2"] and "dist0" in kept.hovertemplate
+    # Two arcs of GEODESIC_SAMPLES points each, separated by None.
+    assert sum(v is None for v in fig.data[1].x) == 2
+    assert len(fig.data[1].x) == 2 * (poincare.GEODESIC_SAMPLES + 1)
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.title.text == "t"
+
+
+def test_token_grid_marks_exactly_kept():
+    rng = np.random.default_rng(0)
+    kept = rng.random((8, 5)) < 0.3
+    scores = rng.random((8, 5))
+    names = list(JOINT_NAMES[:5])
+    fig = tokens.token_grid_figure([tokens.TokenPanel("hierarchy", kept, scores),
+                                    tokens.TokenPanel("random", ~kept, None)], names, t_patch=3)
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    marks = [t for t in fig.data if t.type == "scatter"]
+    assert len(heat) == 2 and len(marks) == 2
+    for panel_kept, m in zip([kept, ~kept], marks):
+        got = {(int(x), names.index(y)) for x, y in zip(m.x, m.y)}
+        assert got == {(int(t), int(v)) for t, v in zip(*np.nonzero(panel_kept))}
+    np.testing.assert_allclose(np.asarray(heat[0].z), (scores / scores.max()).T)
+    assert fig.layout.xaxis.title.text.startswith("time patch")
+    assert [a.text for a in fig.layout.annotations][:2] == ["hierarchy", "random"]
+
+
+def test_normalised_scores_per_branch():
+    s = np.array([[1.0, 2.0], [10.0, 5.0], [4.0, 0.0]])
+    out = tokens.normalised_scores(s, np.array([0, 1, 0]))
+    np.testing.assert_allclose(out, [[0.25, 0.5], [1.0, 0.5], [1.0, 0.0]])
+
+
+def test_skeleton_figure_static_and_animated():
+    frames = np.random.default_rng(0).normal(size=(2, 90, NUM_JOINTS, 3)).astype(np.float32)
+    frames[1] = 0.0                                             # absent second actor is dropped
+    status = ["spatial kept"] * 10 + ["spatial masked"] * 15
+    fig = skeleton.skeleton_figure(frames, status, animate=False, frame=4, title="clip")
+    assert [t.name for t in fig.data] == ["bones", "spatial kept", "spatial masked"]
+    assert sum(v is None for v in fig.data[0].x) == 24         # 24 bones, one actor
+    assert fig.layout.scene.aspectmode == "cube" and fig.layout.scene.zaxis.title.text == "y, up (m)"
+    anim = skeleton.skeleton_figure(frames[0])
+    assert len(anim.frames) == skeleton.MAX_ANIMATION_FRAMES and anim.layout.sliders
+    with pytest.raises(HacmError, match="25"):
+        skeleton.skeleton_figure(frames, status[:3])
+
+
+def test_training_figures():
+    rows = [{"epoch": e, "step": 10 * e, "loss": 1.0 / (e + 1), "lr": 1e-3 * e, "accuracy": 0.1 * e} for e in range(5)]
+    fig = training.loss_lr_figure(rows)
+    assert isinstance(fig, Figure) and fig.axes[0].get_xlabel() == "step"
+    assert fig.axes[1].get_ylabel() == "learning rate"
+    acc = training.accuracy_figure(rows)
+    assert acc.axes[0].get_ylabel() == "accuracy (%)"
+    np.testing.assert_allclose(acc.axes[0].lines[0].get_ydata(), [0, 10, 20, 30, 40])
+
+    names = ["a", "b", "c"]
+    cm = np.array([[5, 1, 0], [3, 2, 0], [0, 0, 4]])
+    assert training.per_class_accuracy(cm, names)["b"] == pytest.approx(40.0)
+    assert training.most_confused_pairs(cm, names, 5) == [
+        {"true": "b", "predicted": "a", "count": 3, "rate": 60.0},
+        {"true": "a", "predicted": "b", "count": 1, "rate": pytest.approx(100 / 6)}]
+    cmf = training.confusion_matrix_figure(cm, names)
+    assert cmf.axes[0].get_xlabel() == "predicted class" and len(cmf.axes) == 2   # + colour bar
+    diff = training.confusion_difference_figure(cm, np.eye(3) * 5, names, labels=("hacm", "mamp"))
+    assert "hacm - mamp" in diff.axes[1].get_ylabel()
+    assert isinstance(training.per_class_accuracy_figure(cm, names, compare=np.eye(3)), Figure)
+    with pytest.raises(HacmError, match="3 class names"):
+        training.confusion_matrix_figure(np.eye(2), names)
+
+
+def test_tau_curve_and_tables_and_reconstruction():
+    rows = [{"tau": t, "seed": s, "accuracy": 50 + t + s} for t in (0.1, 0.9, 5.0) for s in (0, 1)]
+    fig = training.tau_curve_figure(rows)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [50.6, 51.4, 55.5])
+    table = training.ablation_table([{"run": "x", "acc": 1.5}, {"run": "y", "acc": 3.25}], sort_by="acc")
+    assert [r["run"] for r in table.rows] == ["y", "x"]
+    assert "<td>3.25</td>" in table.to_html() and table.to_markdown().splitlines()[0] == "| run | acc |"
+    pred, target = np.zeros((4, 3, 9)), np.ones((4, 3, 9))
+    mask = np.zeros((4, 3), dtype=bool)
+    mask[0] = True
+    rec = training.reconstruction_figure(pred, target, mask, ["a", "b", "c"])
+    assert "mean 1.000" in rec.axes[2].get_title()
+
+
+def test_read_metrics_names_bad_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "loss": 1.0}) + "\n{oops\n")
+    with pytest.raises(FormatError, match="metrics.jsonl:2"):
+        training.read_metrics(tmp_path)
+
+
+def test_save_figure_writes_html_and_png(tmp_path):
+    written = export.save_figure(go.Figure(go.Scatter(x=[0, 1], y=[1, 0])), tmp_path, "line")
+    html = tmp_path / "line.html"
+    assert html in written and (tmp_path / "plotly.min.js").exists()
+    assert "cdn.plot.ly" not in html.read_text() and 'src="plotly.min.js"' in html.read_text()
+    mpl = Figure()
+    mpl.subplots().plot([0, 1])
+    assert export.save_figure(mpl, tmp_path, "mpl") == [tmp_path / "mpl.png"]
+    assert (tmp_path / "mpl.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if export.find_chromium() is None:
+        pytest.skip("no Chromium (/usr/bin/chromium or BROWSER_PATH): plotly PNG export not testable here")
+    png = tmp_path / "line.png"
+    assert png in written and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    export.close_exporter()
+
+
+def test_save_figure_rejects_bad_input(tmp_path):
+    with pytest.raises(HacmError, match="name"):
+        export.save_figure(go.Figure(), tmp_path, "a/b")
+    with pytest.raises(HacmError, match="matplotlib or plotly"):
+        export.save_figure(object(), tmp_path, "x")
