@@ -33,7 +33,6 @@ from typing import Any, Literal, Sequence
 import yaml
 
 from hacm.errors import ConfigError
-from hacm.geometry import GEOMETRIES
 from hacm.masking import MaskingConfig
 from hacm.model import ModelConfig
 
@@ -99,15 +98,6 @@ class RunConfig:
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "masking": MaskingConfig,
             "train": TrainConfig, "knn": KnnConfig}
-
-# String fields of the model's dataclasses take one of these values (hacm's own dataclasses say
-# so with Literal annotations).
-_CHOICES = {
-    "model.geometry": GEOMETRIES,
-    "masking.strategy": ("hacm", "spatial_only", "temporal_only", "motion", "random"),
-    "masking.attention": ("standard", "release"),
-}
-
 
 def protocol_defaults(protocol: str) -> dict:
     """The paper setup of `method.md` section 9 for one protocol, as a nested config dict."""
@@ -196,8 +186,6 @@ def _coerce(value, hint, key: str):
         raise bad()
     if hint is str:
         if isinstance(value, str):
-            if key in _CHOICES and value not in _CHOICES[key]:
-                raise ConfigError(f"{key}: expected one of {', '.join(_CHOICES[key])}, got {value!r}")
             return value
         raise bad()
     raise TypeError(f"config field {key} has an annotation hacm does not handle: {hint!r}")
@@ -214,9 +202,10 @@ def _build_section(cls, values: dict, prefix: str):
                           f"{', '.join(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in values.items()}
     try:
-        return cls(**kwargs)
+        return cls(**kwargs)            # the section's own checks (e.g. ModelConfig.__post_init__)
     except ConfigError as exc:
-        raise ConfigError(f"{prefix}: {exc}") from None
+        message = str(exc)
+        raise ConfigError(message if message.startswith(prefix) else f"{prefix}: {message}") from None
 
 
 def _deep_merge(base: dict, top: dict) -> dict:

@@ -170,10 +170,6 @@ def autocast(cfg: RunConfig, device: torch.device):
 # Data
 
 
-def open_store(cfg: RunConfig) -> Store:
-    return Store.open(cfg.data.store)
-
-
 def make_dataset(cfg: RunConfig, store: Store, part: str, *, augment: bool) -> SkeletonDataset:
     """The train part (augmented, or evaluation-style for kNN features) or the test part."""
     d = cfg.data
@@ -396,7 +392,7 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
         dist.barrier()   # config.yaml exists before any rank goes on
 
     # -- data
-    store = open_store(cfg)
+    store = Store.open(cfg.data.store)
     train_set = make_dataset(cfg, store, "train", augment=True)
     if len(train_set) == 0:
         raise HacmError(f"{cfg.data.store}: benchmark {cfg.data.benchmark} has no training clips")
@@ -409,6 +405,8 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
     test_loader = None
     if classify:
         test_set = make_dataset(cfg, store, "test", augment=False)
+        if len(test_set) == 0:
+            raise HacmError(f"{cfg.data.store}: benchmark {cfg.data.benchmark} has no test clips to evaluate on")
         test_loader = make_loader(shard(test_set, d), batch, train=False, num_workers=cfg.data.num_workers)
     steps_per_epoch = len(train_loader) if t.max_steps_per_epoch is None else min(len(train_loader),
                                                                                    t.max_steps_per_epoch)
@@ -427,8 +425,6 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, best = state["epoch"], state["step"], state["best"]
         ckpt.set_rng_state(state["rng"])
-        if state["sampler"] is not None and getattr(train_loader.sampler, "generator", None) is not None:
-            train_loader.sampler.generator.set_state(state["sampler"])
         if d.is_main:
             logger.info("resuming %s at epoch %d, step %d", run_dir, start_epoch, step)
     writer = RunWriter(run_dir, d.is_main, keep_before_epoch=start_epoch if state is not None else None)
@@ -440,12 +436,10 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
     def save(name: str, epoch_done: int, last_loss: float) -> None:
         if not d.is_main:
             return
-        sampler_gen = getattr(train_loader.sampler, "generator", None)
         ckpt.save_checkpoint(run_dir / ckpt.CHECKPOINT_DIR / f"{name}.pt", {
             "format": ckpt.FORMAT, "version": ckpt.VERSION, "protocol": cfg.protocol,
             "config": to_dict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "epoch": epoch_done, "step": step, "rng": ckpt.rng_state(),
-            "sampler": sampler_gen.get_state() if sampler_gen is not None else None,
             "best": best, "class_names": list(store.class_names), "loss": last_loss})
 
     # -- epochs
@@ -455,8 +449,7 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
     try:
         for epoch in epochs:
             train_set.set_epoch(epoch)
-            if hasattr(train_loader.sampler, "set_epoch"):
-                train_loader.sampler.set_epoch(epoch)
+            train_loader.sampler.set_epoch(epoch)
             ddp.train()
             loss_sum, clips, tic = 0.0, 0, time.perf_counter()
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
@@ -548,7 +541,7 @@ def knn(cfg: RunConfig, run_dir: str | Path) -> dict:
             return {}
         torch.manual_seed(cfg.train.seed)
         prepare_run_dir(cfg, run_dir, resume=False, d=d)
-        store = open_store(cfg)
+        store = Store.open(cfg.data.store)
         model = build_model(cfg, store.num_classes, d)
         feats = {}
         for part in ("train", "test"):

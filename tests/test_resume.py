@@ -38,7 +38,7 @@ def _kill_after(monkeypatch, name: str, epoch: int):
 @pytest.mark.parametrize("protocol", ["pretrain", "finetune"])
 def test_kill_and_resume_reaches_the_same_weights(toy_store, tmp_path, monkeypatch, protocol):
     # drop path and head dropout draw from the global RNG, masks from the per-step generator,
-    # the data order from the sampler generator: all of it must survive the restart.
+    # the data order from (seed, epoch): all of it must survive the restart.
     cfg = toy_config(toy_store.path, protocol, model={"drop_path": 0.2},
                      train={"epochs": 3, "warmup_epochs": 1, "max_steps_per_epoch": 2, "batch_size": 8,
                             "head_dropout": 0.3, "log_every": 1})
