@@ -72,9 +72,6 @@ class Batch:
     description: str
     jobs: list[Job]                     # in a valid execution order (dependencies first)
 
-    def job(self, name: str) -> Job:
-        return next(j for j in self.jobs if j.name == name)
-
 
 def load_batch(path: str | Path) -> Batch:
     """Parse and validate a batch file; HacmError names the file and the offending field."""

@@ -22,8 +22,8 @@ computes what one process with the same global batch computes (MAMP normalised p
 
 Reproducibility: data order and augmentation depend only on (seed, epoch, sample); masks come
 from a generator seeded with (seed, epoch, step, rank); the global RNG state (dropout, drop path)
-and the shuffling generator are saved in every checkpoint. A run killed and resumed therefore
-ends with the same weights as one that ran straight through.
+is saved in every checkpoint. A run killed and resumed therefore ends with the same weights as
+one that ran straight through.
 """
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """convert_ntu end to end: manifest accounting, splits, restartability, CLI exit codes."""
 import json
-import shutil
 
 import numpy as np
 import pytest

@@ -9,7 +9,6 @@ import torch
 from hacm import checkpoint as ckpt
 from hacm.config import DataConfig, RunConfig, to_dict
 from hacm.data.store import SampleRecord, StoreWriter
-from hacm.masking import MaskingConfig
 from hacm.model import HACM, ModelConfig
 from hacm.viz.explorer import MaskExplorer, spread_ratio
 

@@ -145,31 +145,3 @@ def test_batch_larger_than_the_data_is_reported(toy_store, tmp_path):
     cfg = toy_config(toy_store.path, train={"batch_size": 4096})
     with pytest.raises(HacmError, match="exceeds the 48 training clips"):
         train.pretrain(cfg, tmp_path / "big")
-
-
-@pytest.mark.slow
-def test_pretrained_features_beat_a_random_encoder(tmp_path):
-    """kNN and a linear probe on pre-trained features beat the same protocols on a randomly
-    initialised encoder, for three seeds (data, initialisation and masks all change with the seed).
-
-    Measured (seeds 0 / 1 / 2): kNN@20 0.63 / 0.57 / 0.68 pre-trained vs 0.25 / 0.37 / 0.30
-    random; 10-epoch linear probe 0.60 / 0.78 / 0.82 vs 0.53 / 0.73 / 0.72.
-    """
-    results = []
-    for seed in (0, 1, 2):
-        store = make_toy_store(tmp_path / f"store{seed}", seed=seed)
-        pt = toy_config(store.path, train={"epochs": 40, "warmup_epochs": 2, "lr": 2e-3, "min_lr": 1e-4,
-                                           "seed": seed, "batch_size": 16, "checkpoint_every": 0})
-        train.pretrain(pt, tmp_path / f"pt{seed}")
-        row = {}
-        for name, pretrained in (("pre", str(tmp_path / f"pt{seed}")), ("rand", None)):
-            lp = toy_config(store.path, "linprobe", train={"epochs": 10, "batch_size": 16, "lr": 0.1, "seed": seed,
-                                                           "pretrained": pretrained, "checkpoint_every": 0})
-            row[f"lp_{name}"] = train.linear_probe(lp, tmp_path / f"lp_{name}{seed}")["best_test_acc"]
-            kn = toy_config(store.path, "knn", train={"pretrained": pretrained, "seed": seed})
-            row[f"knn_{name}"] = train.knn(kn, tmp_path / f"knn_{name}{seed}")["knn20_acc"]
-        results.append(row)
-    print(results)
-    for row in results:
-        assert row["knn_pre"] >= row["knn_rand"] + 0.15, results
-        assert row["lp_pre"] > row["lp_rand"], results

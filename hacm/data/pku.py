@@ -1,0 +1,187 @@
+"""PKU-MMD Phase I / II -> hacm store (layout in data.md).
+
+raw_dir holds `skeleton/<video>.txt` (one frame per line: 150 floats = 2 bodies x 25 joints x
+xyz), `label/<video>.txt` (lines `label,start,end,confidence`) and the split files
+`cross_subject.txt`, `cross_view.txt` (Phase II: `*_v2.txt`; also looked for in raw_dir/split
+and with '-' for '_'). Each labelled interval is one sample named `<video>_<k>` (k = 0-based
+line of the label file), frames `start:end` as the common PKU-MMD preprocessing slices them,
+truncated to 300 frames; all-zero samples are dropped; actor 2 is kept only if non-zero. As in
+the original pipeline there is no centring.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hacm.data.classes import PKU_MMD_CLASSES
+from hacm.data.convert import ConversionReport, error_messages, fail_on_errors, write_manifest
+from hacm.data.raw_ntu import _line_field_counts
+from hacm.errors import FormatError, HacmError
+from hacm.skeleton import NUM_JOINTS
+
+MAX_FRAMES = 300
+FRAME_FIELDS = 2 * NUM_JOINTS * 3     # 150
+PROTOCOLS = {"xsub": "cross_subject", "xview": "cross_view"}
+CAMERAS = {"L": 1, "M": 2, "R": 3}    # video "0002-L": the view letter
+
+
+def read_pku_skeleton(path) -> np.ndarray:
+    """One skeleton/<video>.txt -> [T, 2, 25, 3] float32; FormatError(path, line, ...) if malformed."""
+    data = Path(path).read_bytes()
+    counts, _, _ = _line_field_counts(np.frombuffer(data, dtype=np.uint8))
+    last = len(counts) - int(np.flatnonzero(counts[::-1])[0]) if counts.any() else 0   # drop trailing blanks
+    bad = np.flatnonzero(counts[:last] != FRAME_FIELDS)
+    if bad.size:
+        i = int(bad[0])
+        raise FormatError(path, i + 1, f"expected {FRAME_FIELDS} numbers per frame (2 bodies x 25 joints x "
+                                       f"xyz), found {counts[i]} fields")
+    try:
+        values = np.array(data.split(), dtype=np.float32)     # every field checked: exactly 150 a line
+    except ValueError:
+        values = None
+    if values is None or values.size != last * FRAME_FIELDS or not np.isfinite(values).all():
+        for i, line in enumerate(data.split(b"\n")[:last]):
+            for token in line.split():
+                try:
+                    ok = np.isfinite(float(token))
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise FormatError(path, i + 1, f"expected a finite number, found "
+                                                   f"{token.decode(errors='replace')!r}")
+        raise FormatError(path, None, "values could not be converted to numbers")
+    return values.reshape(last, 2, NUM_JOINTS, 3)
+
+
+def read_pku_labels(path, num_classes: int = len(PKU_MMD_CLASSES)) -> list[tuple[int, int, int]]:
+    """label/<video>.txt -> [(0-based label, start, end)]; FormatError on a malformed line."""
+    out = []
+    for i, line in enumerate(Path(path).read_text().splitlines()):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 4:
+            raise FormatError(path, i + 1, f"expected 4 comma-separated fields label,start,end,confidence, "
+                                           f"found {len(fields)}")
+        try:
+            label, start, end = (int(f) for f in fields[:3])
+            float(fields[3])
+        except ValueError:
+            raise FormatError(path, i + 1, f"expected integers label,start,end and a numeric confidence, "
+                                           f"found {line.strip()!r}") from None
+        if not 1 <= label <= num_classes:
+            raise FormatError(path, i + 1, f"expected a label in 1..{num_classes}, found {label}")
+        if not 0 <= start < end:
+            raise FormatError(path, i + 1, f"expected 0 <= start < end, found start {start}, end {end}")
+        out.append((label - 1, start, end))
+    return out
+
+
+def read_pku_split(path) -> tuple[list[str], list[str]]:
+    """Split file: line 2 = training videos, line 4 = test videos, comma-separated."""
+    lines = Path(path).read_text().splitlines()
+    if len(lines) < 4:
+        raise FormatError(path, len(lines) + 1, "expected 4 lines (title, training videos, title, test videos)")
+    train, test = ([v.strip() for v in lines[i].split(",") if v.strip()] for i in (1, 3))
+    if not train or not test:
+        raise FormatError(path, 2 if not train else 4, "expected a comma-separated list of video names")
+    return train, test
+
+
+def _find_split_file(raw_dir: Path, stem: str) -> Path:
+    for folder in (raw_dir, raw_dir / "split", raw_dir / "Split"):
+        for name in (stem, stem.replace("_", "-")):
+            if (folder / f"{name}.txt").is_file():
+                return folder / f"{name}.txt"
+    raise HacmError(f"{raw_dir}: no split file {stem}.txt (looked in {raw_dir}, split/, Split/)")
+
+
+def _convert_video(args) -> tuple[list[dict], list[dict]]:
+    """One video -> (samples, manifest rows)."""
+    skeleton, label_file = args
+    video = skeleton.stem
+    if not label_file.is_file():
+        return [], [{"video": video, "status": "dropped", "reason": "format_error",
+                     "message": f"{label_file}: missing label file for {skeleton}"}]
+    try:
+        labels = read_pku_labels(label_file)
+        frames = read_pku_skeleton(skeleton)                           # [T, 2, 25, 3]
+    except FormatError as e:
+        return [], [{"video": video, "status": "dropped", "reason": "format_error", "message": str(e)}]
+    except (OSError, UnicodeDecodeError) as e:
+        return [], [{"video": video, "status": "dropped", "reason": "unreadable", "message": f"{video}: {e}"}]
+    camera = CAMERAS.get(video.rsplit("-", 1)[-1], 0)
+    samples, rows = [], []
+    for k, (label, start, end) in enumerate(labels):
+        name = f"{video}_{k}"
+        clip = frames[start:end][:MAX_FRAMES].transpose(1, 0, 2, 3)     # [2, T, 25, 3]
+        row = {"video": video, "name": name, "label": label, "start": start, "end": end}
+        if clip.shape[1] == 0 or not clip.any():
+            rows.append(row | {"status": "dropped", "reason": "all_zero" if clip.shape[1] else "empty_interval"})
+            continue
+        if not clip[1].any():
+            clip = clip[:1]
+        samples.append({"name": name, "label": label, "frames": np.ascontiguousarray(clip), "camera": camera})
+        rows.append(row | {"status": "kept", "frames": int(clip.shape[1]), "actors": int(clip.shape[0])})
+    return samples, rows
+
+
+def convert_pku(raw_dir, out_dir, phase: int, *, workers: int | None = None, allow_errors: bool = False,
+                progress: bool = True) -> ConversionReport:
+    """Convert PKU-MMD Phase `phase` (1 or 2) into a store with pku<phase>-xsub / -xview splits."""
+    from hacm.data.store import SampleRecord, StoreWriter
+
+    t0 = time.perf_counter()
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if phase not in (1, 2):
+        raise HacmError(f"PKU-MMD phase {phase!r}: expected 1 or 2")
+    skeleton_dir, label_dir = raw_dir / "skeleton", raw_dir / "label"
+    if not skeleton_dir.is_dir():
+        raise HacmError(f"{skeleton_dir}: no such directory (expected skeleton/<video>.txt files)")
+    videos = sorted(skeleton_dir.glob("*.txt"))
+    if not videos:
+        raise HacmError(f"{skeleton_dir}: no <video>.txt skeleton files")
+    suffix = "_v2" if phase == 2 else ""
+    split_videos = {proto: read_pku_split(_find_split_file(raw_dir, stem + suffix))
+                    for proto, stem in PROTOCOLS.items()}
+    workers = max(1, int(workers or os.cpu_count() or 1))
+
+    rows: list[dict] = []
+    video_of: list[str] = []
+    jobs = [(v, label_dir / v.name) for v in videos]
+    with StoreWriter(out_dir, dataset=f"pku{phase}", class_names=PKU_MMD_CLASSES) as writer, \
+            tqdm(total=len(jobs), unit="video", desc=f"convert pku{phase}", disable=not progress) as bar:
+        pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
+        try:
+            results = pool.imap(_convert_video, jobs) if pool else map(_convert_video, jobs)
+            for samples, video_rows in results:
+                index = {s["name"]: writer.add(SampleRecord(**s)) for s in samples}
+                video_of += [s["name"].rsplit("_", 1)[0] for s in samples]
+                for r in video_rows:
+                    if r["status"] == "kept":
+                        r["index"] = index[r["name"]]
+                rows += video_rows
+                bar.update()
+        finally:
+            if pool:
+                pool.terminate()
+        errors = error_messages(rows)
+        write_manifest(out_dir, rows, {"dataset": f"pku{phase}", "raw_dir": str(raw_dir), "videos": len(videos)})
+        if not allow_errors:
+            fail_on_errors(errors, out_dir, "Fix or remove those videos, or rerun with --allow-errors.")
+        video_of_arr = np.asarray(video_of, dtype=str)
+        splits = {}
+        for proto, (train, test) in split_videos.items():
+            splits[f"pku{phase}-{proto}"] = {"train": np.flatnonzero(np.isin(video_of_arr, train)),
+                                             "test": np.flatnonzero(np.isin(video_of_arr, test))}
+        writer.finish(splits)
+    kept = sum(r["status"] == "kept" for r in rows)
+    return ConversionReport(out_dir, f"pku{phase}", len(rows), kept,
+                            dict(Counter(r["reason"] for r in rows if r["status"] == "dropped")), errors,
+                            time.perf_counter() - t0, workers)

@@ -1,0 +1,792 @@
+"""Synthetic NTU-format data: people performing actions, seen by three Kinect-like cameras.
+
+No real dataset can be downloaded here, so the default path generates one. The output is a
+directory of real-format raw NTU `.skeleton` files plus `synth.json`, so the very same parser,
+denoiser, splitter and loader run on it as on NTU RGB+D.
+
+The procedural model, from the person outwards:
+  * a Subject: bone lengths (height scale x per-bone jitter, left/right equal), a resting
+    posture and a movement style (amplitude and speed factors, a dominant side);
+  * an ActionSpec: a motion program, i.e. a list of Terms, each driving one joint angle
+    (flex / abd / swing) or the root translation with a windowed sinusoid or smooth keyframes
+    over the normalised action time u in [0, 1];
+  * generate_sequence: per-sample variation (length, time warp, start/end idle, amplitude,
+    phase), forward kinematics on the hacm.skeleton tree and optional ground contact ->
+    a clean Performance in world coordinates (metres, y up);
+  * record: one camera view (rotation about the vertical axis, -45 / 0 / +45 degrees for
+    cameras 1 / 2 / 3, at about 3 m depth) plus the sensor: Gaussian noise, jitter spikes, lost
+    frames (0 bodies) and spurious bodies the standard denoiser removes;
+  * format_skeleton / write_synthetic: the NTU text layout of data.md.
+
+Randomness is keyed, never sequential: the subject comes from (seed, performer), the performance
+from (seed, performer, replication, action) -- shared by the three cameras, as in NTU where the
+cameras film the same take -- and the sensor from (seed, performer, replication, action,
+camera). Any subset of the dataset is therefore reproducible and independent of write order.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hacm.errors import HacmError
+from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, SYMMETRY_PAIRS
+
+FPS = 30.0
+ANGLE_AXES = ("flex", "abd", "swing")   # joint angle axes (radians)
+ROOT_AXES = ("x", "y", "z")             # root translation axes (metres, the body's own frame)
+ROOT = "root"                           # pseudo-joint of Terms that move the whole body
+
+# Ids of the randomness streams (first entry of every SeedSequence key), so streams never collide.
+_SUBJECT, _PERFORMANCE, _SENSOR, _SETUP = 1, 2, 3, 4
+
+_BASE_ID = 72057594037927936            # Kinect bodyIDs are large integers near 2**56
+
+
+def _j(name: str) -> int:
+    return JOINT_NAMES.index(name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rest skeleton (body frame: x = the person's left, y = up, z = the person's forward)
+
+# Offset of each joint from its parent in metres, for a person of scale 1 (about 1.75 m tall).
+# Left-side joints only; the right side is the mirror image (x negated).
+_REST_LEFT_AND_CENTRE = {
+    "spine_mid": (0.0, 0.26, -0.01),
+    "spine_shoulder": (0.0, 0.24, 0.0),
+    "neck": (0.0, 0.08, 0.01),
+    "head": (0.0, 0.13, 0.04),            # in front of the neck axis so that head turns show
+    "left_shoulder": (0.17, -0.04, 0.0),
+    "left_elbow": (0.0, -0.28, 0.0),
+    "left_wrist": (0.0, -0.25, 0.0),
+    "left_hand": (0.0, -0.07, 0.0),
+    "left_hand_tip": (0.0, -0.08, 0.0),
+    "left_thumb": (-0.01, -0.03, 0.045),
+    "left_hip": (0.08, -0.04, 0.0),
+    "left_knee": (0.0, -0.42, 0.01),
+    "left_ankle": (0.0, -0.40, -0.02),
+    "left_foot": (0.0, -0.05, 0.12),
+}
+
+
+def _side(name: str) -> int:
+    """+1 for left-side and centre joints, -1 for right-side joints."""
+    return -1 if name.startswith("right_") else 1
+
+
+def _rest_offsets() -> np.ndarray:
+    off = np.zeros((NUM_JOINTS, 3))   # [25, 3]; the root's own offset stays 0
+    for name, xyz in _REST_LEFT_AND_CENTRE.items():
+        off[_j(name)] = xyz
+        if name.startswith("left_"):
+            off[_j("right_" + name[5:])] = (-xyz[0], xyz[1], xyz[2])
+    return off
+
+
+REST_OFFSETS = _rest_offsets()
+
+def _topological_order() -> tuple[int, ...]:
+    """Joints in an order where every parent comes before its children."""
+    order, placed = [], set()
+    while len(order) < NUM_JOINTS:
+        for j in range(NUM_JOINTS):
+            if j not in placed and (PARENTS[j] < 0 or PARENTS[j] in placed):
+                order.append(j)
+                placed.add(j)
+    return tuple(order)
+
+
+_FK_ORDER = _topological_order()
+
+
+def _axis_signs() -> np.ndarray:
+    """[25, 3] signs turning semantic angles (flex, abd, swing) into rotations about x, z, y.
+
+    flex > 0 moves the joint's primary bone (to its first child) forward, abd > 0 moves it away
+    from the body midline (to the person's left for centre joints), swing > 0 turns a forward
+    pointing bone outwards (to the left for centre joints). The sign depends on whether the
+    bone points up or down at rest and on the body side.
+    """
+    signs = np.ones((NUM_JOINTS, 3))
+    for j, name in enumerate(JOINT_NAMES):
+        children = [c for c in range(NUM_JOINTS) if PARENTS[c] == j]
+        if not children:
+            continue
+        up = 1.0 if REST_OFFSETS[children[0], 1] >= 0 else -1.0
+        side = _side(name)
+        signs[j] = (up, -side * up, side)   # Rx(s*flex) moves a bone along +z by s*dy; Rz along -x
+    return signs
+
+
+_AXIS_SIGNS = _axis_signs()
+
+
+def _rot_x(a: np.ndarray) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    o, z = np.ones_like(a), np.zeros_like(a)
+    return np.stack([o, z, z, z, c, -s, z, s, c], -1).reshape(a.shape + (3, 3))
+
+
+def _rot_y(a: np.ndarray) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    o, z = np.ones_like(a), np.zeros_like(a)
+    return np.stack([c, z, s, z, o, z, -s, z, c], -1).reshape(a.shape + (3, 3))
+
+
+def _rot_z(a: np.ndarray) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    o, z = np.ones_like(a), np.zeros_like(a)
+    return np.stack([c, -s, z, s, c, z, z, z, o], -1).reshape(a.shape + (3, 3))
+
+
+def forward_kinematics(offsets: np.ndarray, angles: np.ndarray, root_rot: np.ndarray,
+                       root_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Joint positions and global rotations of one body.
+
+    offsets [25, 3] bone vectors at rest, angles [T, 25, 3] semantic (flex, abd, swing),
+    root_rot [T, 3, 3], root_pos [T, 3] -> positions [T, 25, 3], rotations [T, 25, 3, 3].
+    The rotation of joint j turns the bones from j to its children:
+    pos[child] = pos[j] + G[j] @ offsets[child], G[j] = G[parent(j)] @ L[j].
+    """
+    a = angles * _AXIS_SIGNS                                              # [T, 25, 3]
+    local = _rot_y(a[..., 2]) @ _rot_z(a[..., 1]) @ _rot_x(a[..., 0])     # [T, 25, 3, 3]
+    T = angles.shape[0]
+    pos = np.zeros((T, NUM_JOINTS, 3))
+    rot = np.zeros((T, NUM_JOINTS, 3, 3))
+    for j in _FK_ORDER:
+        p = PARENTS[j]
+        if p < 0:
+            pos[:, j] = root_pos
+            rot[:, j] = root_rot @ local[:, j]
+        else:
+            pos[:, j] = pos[:, p] + rot[:, p] @ offsets[j]
+            rot[:, j] = rot[:, p] @ local[:, j]
+    return pos, rot
+
+
+# ----------------------------------------------------------------------------------------------
+# Motion programs
+
+@dataclass(frozen=True)
+class Term:
+    """One driven degree of freedom of a motion program.
+
+    joint: a hacm.skeleton joint name, "dom_*"/"sub_*" for the subject's dominant/other side
+    (e.g. "dom_shoulder"), or "root" for the translation of the whole body.
+    axis: "flex" | "abd" | "swing" for joints (radians), "x" | "y" | "z" for the root (metres,
+    in the body's frame: x = left, y = up, z = forward).
+    kind "keys": smooth (cosine) interpolation of `values` at equally spaced knots over u in [0, 1]
+    (held before and after the action). kind "sin": amp * sin(2 pi cycles u + phase), faded in
+    and out at the ends of the action; `rectify` keeps only the positive half-waves.
+    """
+    joint: str
+    axis: str
+    kind: str
+    values: tuple[float, ...] = ()
+    amp: float = 0.0
+    cycles: float = 0.0
+    phase: float = 0.0
+    rectify: bool = False
+    actor: int = 0
+
+    def __post_init__(self):
+        if self.joint == ROOT:
+            if self.axis not in ROOT_AXES:
+                raise ValueError(f"root term axis must be one of {ROOT_AXES}, got {self.axis!r}")
+        else:
+            name = self.joint
+            if name.startswith(("dom_", "sub_")):
+                name = "right_" + name[4:]
+            if name not in JOINT_NAMES:
+                raise ValueError(f"unknown joint {self.joint!r} in a motion term")
+            if self.axis not in ANGLE_AXES:
+                raise ValueError(f"joint term axis must be one of {ANGLE_AXES}, got {self.axis!r}")
+        if self.kind not in ("keys", "sin") or (self.kind == "keys" and not self.values):
+            raise ValueError(f"term kind must be 'keys' (with values) or 'sin', got {self.kind!r}")
+
+    def evaluate(self, u: np.ndarray, phase_shift: float) -> np.ndarray:
+        """Value over the normalised action time u [T] (clipped to [0, 1] outside the action)."""
+        uc = np.clip(u, 0.0, 1.0)
+        if self.kind == "keys":
+            knots = np.asarray(self.values, dtype=float)
+            if knots.size == 1:
+                return np.full_like(u, knots[0])
+            x = uc * (knots.size - 1)
+            k = np.minimum(x.astype(int), knots.size - 2)
+            w = 0.5 - 0.5 * np.cos(np.pi * (x - k))                    # ease in/out between knots
+            return knots[k] * (1 - w) + knots[k + 1] * w
+        wave = np.sin(2 * np.pi * self.cycles * uc + self.phase + phase_shift)
+        if self.rectify:
+            wave = np.maximum(wave, 0.0)
+        fade = np.clip(np.minimum(uc, 1 - uc) / 0.12, 0.0, 1.0)
+        fade = 0.5 - 0.5 * np.cos(np.pi * fade)
+        return self.amp * wave * fade * ((u >= 0) & (u <= 1))
+
+
+def keys(joint: str, axis: str, *values: float, actor: int = 0) -> Term:
+    return Term(joint, axis, "keys", values=tuple(values), actor=actor)
+
+
+def sin(joint: str, axis: str, amp: float, cycles: float, phase: float = 0.0,
+        rectify: bool = False, actor: int = 0) -> Term:
+    return Term(joint, axis, "sin", amp=amp, cycles=cycles, phase=phase, rectify=rectify, actor=actor)
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    two_person: bool
+    program: tuple[Term, ...]
+    seconds: float = 2.5          # typical duration of the action itself at speed 1
+    grounded: bool = True         # keep the lowest foot on the floor (off for jumps)
+    separation: float = 1.0       # two-person: initial distance between the two roots (metres)
+
+
+def _mirror(terms: Sequence[Term]) -> tuple[Term, ...]:
+    """The same program performed with the other side of the body."""
+    swap = {"left_": "right_", "right_": "left_", "dom_": "sub_", "sub_": "dom_"}
+    out = []
+    for t in terms:
+        prefix = next((p for p in swap if t.joint.startswith(p)), None)
+        if prefix is not None:
+            out.append(Term(swap[prefix] + t.joint[len(prefix):], t.axis, t.kind, t.values, t.amp,
+                            t.cycles, t.phase, t.rectify, t.actor))
+        elif (t.joint == ROOT and t.axis == "x") or (t.joint != ROOT and t.axis != "flex"):
+            # centre joints: abd and swing point to the person's left -> negate; so does root x
+            out.append(Term(t.joint, t.axis, t.kind, tuple(-v for v in t.values), -t.amp,
+                            t.cycles, t.phase, t.rectify, t.actor))
+        else:
+            out.append(t)
+    return tuple(out)
+
+
+def _wave(side: str) -> tuple[Term, ...]:
+    return (keys(f"{side}_shoulder", "abd", 0, 1.3, 1.3, 1.3, 0),
+            keys(f"{side}_elbow", "abd", 0, 1.5, 1.5, 1.5, 0),
+            sin(f"{side}_elbow", "abd", 0.35, 4.0))
+
+
+def _gait(direction: float, actor: int = 0) -> tuple[Term, ...]:
+    """Two gait cycles while the root travels `direction` metres along the body's forward axis."""
+    return (sin("left_hip", "flex", 0.38, 2.0, actor=actor),
+            sin("right_hip", "flex", 0.38, 2.0, np.pi, actor=actor),
+            sin("left_knee", "flex", -0.7, 2.0, 0.5, rectify=True, actor=actor),
+            sin("right_knee", "flex", -0.7, 2.0, 0.5 + np.pi, rectify=True, actor=actor),
+            sin("left_shoulder", "flex", 0.3, 2.0, np.pi, actor=actor),
+            sin("right_shoulder", "flex", 0.3, 2.0, actor=actor),
+            keys(ROOT, "z", 0.0, direction, actor=actor))
+
+
+def _push(actor: int = 0) -> tuple[Term, ...]:
+    """Both hands from the chest to full extension: rest, chest, extended, extended, rest."""
+    return (keys("left_shoulder", "flex", 0, 0.9, 1.45, 1.45, 0, actor=actor),
+            keys("right_shoulder", "flex", 0, 0.9, 1.45, 1.45, 0, actor=actor),
+            keys("left_elbow", "flex", 0, 1.7, 0.1, 0.1, 0, actor=actor),
+            keys("right_elbow", "flex", 0, 1.7, 0.1, 0.1, 0, actor=actor))
+
+
+def _pull() -> tuple[Term, ...]:
+    """Both hands from full extension to the chest: rest, extended, extended, chest, rest."""
+    return (keys("left_shoulder", "flex", 0, 1.45, 1.45, 0.9, 0),
+            keys("right_shoulder", "flex", 0, 1.45, 1.45, 0.9, 0),
+            keys("left_elbow", "flex", 0, 0.1, 0.1, 1.7, 0),
+            keys("right_elbow", "flex", 0, 0.1, 0.1, 1.7, 0))
+
+
+def _clap(cycles: float, amp: float) -> tuple[Term, ...]:
+    arms = []
+    for side in ("left", "right"):
+        arms += [keys(f"{side}_shoulder", "flex", 0, 1.1, 1.1, 1.1, 0),
+                 keys(f"{side}_elbow", "flex", 0, 0.9, 0.9, 0.9, 0),
+                 keys(f"{side}_shoulder", "swing", 0, -0.2, -0.2, -0.2, 0),
+                 sin(f"{side}_shoulder", "swing", amp, cycles)]
+    return tuple(arms)
+
+
+def _both_actors(terms: Sequence[Term]) -> tuple[Term, ...]:
+    return tuple(terms) + tuple(Term(t.joint, t.axis, t.kind, t.values, t.amp, t.cycles, t.phase,
+                                     t.rectify, 1) for t in terms)
+
+
+_HANDSHAKE = (keys("right_shoulder", "flex", 0, 0.9, 0.9, 0.9, 0),
+              keys("right_shoulder", "swing", 0, -0.35, -0.35, -0.35, 0),
+              keys("right_elbow", "flex", 0, 0.5, 0.5, 0.5, 0),
+              sin("right_elbow", "flex", 0.15, 3.0),
+              keys(ROOT, "z", 0, 0.15, 0.15, 0.15, 0))
+
+_HUG = (keys("left_shoulder", "flex", 0, 1.3, 1.4, 1.3, 0),
+        keys("right_shoulder", "flex", 0, 1.3, 1.4, 1.3, 0),
+        keys("left_shoulder", "swing", 0, 0.1, -0.7, 0.1, 0),
+        keys("right_shoulder", "swing", 0, 0.1, -0.7, 0.1, 0),
+        keys("left_elbow", "flex", 0, 0.5, 1.2, 0.5, 0),
+        keys("right_elbow", "flex", 0, 0.5, 1.2, 0.5, 0),
+        keys(ROOT, "z", 0, 0.45, 0.5, 0.5, 0.4))
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    # confusable pair: the same wave performed by the other arm
+    ActionSpec("wave right hand", False, _wave("right")),
+    ActionSpec("wave left hand", False, _mirror(_wave("right"))),
+    # confusable pair: direction (one is the other played backwards)
+    ActionSpec("raise arm", False, (keys("dom_shoulder", "flex", 0, 0, 2.7, 2.7),
+                                    keys("dom_elbow", "flex", 0, 0, 0.15, 0.15)), seconds=1.8),
+    ActionSpec("lower arm", False, (keys("dom_shoulder", "flex", 2.7, 2.7, 0, 0),
+                                    keys("dom_elbow", "flex", 0.15, 0.15, 0, 0)), seconds=1.8),
+    # confusable pair: direction of travel with the same gait
+    ActionSpec("walk forward", False, _gait(1.0) + (sin(ROOT, "y", 0.02, 4.0, rectify=True),),
+               seconds=2.6),
+    ActionSpec("walk backward", False, _gait(-0.7) + (sin(ROOT, "y", 0.02, 4.0, rectify=True),),
+               seconds=2.6),
+    # confusable pair: order of the same two arm configurations
+    ActionSpec("push", False, _push(), seconds=2.0),
+    ActionSpec("pull", False, _pull(), seconds=2.0),
+    # confusable pair: tempo
+    ActionSpec("clap", False, _clap(4.0, 0.17), seconds=2.4),
+    ActionSpec("fast clap", False, _clap(8.0, 0.12), seconds=2.4),
+    # confusable pair: axis of the head movement
+    ActionSpec("nod", False, (sin("neck", "flex", 0.3, 3.0),
+                              sin("spine_shoulder", "flex", 0.04, 3.0)), seconds=2.0),
+    ActionSpec("shake head", False, (sin("neck", "swing", 0.6, 3.0),
+                                     sin("spine_shoulder", "swing", 0.06, 3.0)), seconds=2.0),
+    # confusable pair: the same leg, kicked high and fast vs placed forward with the body following
+    ActionSpec("kick", False, (keys("dom_hip", "flex", 0, -0.3, 1.3, 0.2, 0),
+                               keys("dom_knee", "flex", 0, -1.2, -0.1, -0.6, 0),
+                               keys("sub_shoulder", "abd", 0, 0.2, 0.4, 0.2, 0)), seconds=1.6),
+    ActionSpec("step forward", False, (keys("dom_hip", "flex", 0, 0.5, 0.25, 0, 0),
+                                       keys("dom_knee", "flex", 0, -0.8, -0.1, 0, 0),
+                                       keys("sub_knee", "flex", 0, 0, -0.3, -0.1, 0),
+                                       keys(ROOT, "z", 0, 0.1, 0.3, 0.4, 0.4)), seconds=1.6),
+    # confusable pair: both go down; the squat comes back up, the sit stays down
+    ActionSpec("squat", False, (keys("left_hip", "flex", 0, 1.4, 1.4, 0),
+                                keys("right_hip", "flex", 0, 1.4, 1.4, 0),
+                                keys("left_knee", "flex", 0, -1.9, -1.9, 0),
+                                keys("right_knee", "flex", 0, -1.9, -1.9, 0),
+                                keys("spine_mid", "flex", 0, 0.35, 0.35, 0),
+                                keys("left_shoulder", "flex", 0, 1.3, 1.3, 0),
+                                keys("right_shoulder", "flex", 0, 1.3, 1.3, 0)), seconds=2.6),
+    ActionSpec("sit down", False, (keys("left_hip", "flex", 0, 0, 1.45, 1.5),
+                                   keys("right_hip", "flex", 0, 0, 1.45, 1.5),
+                                   keys("left_knee", "flex", 0, 0, -1.45, -1.5),
+                                   keys("right_knee", "flex", 0, 0, -1.45, -1.5),
+                                   keys("spine_mid", "flex", 0, 0.45, 0.15, 0.05),
+                                   keys(ROOT, "z", 0, 0, -0.12, -0.15)), seconds=2.6),
+    ActionSpec("jump", False, (keys("left_hip", "flex", 0, 0.7, 0, 0.4, 0),
+                               keys("right_hip", "flex", 0, 0.7, 0, 0.4, 0),
+                               keys("left_knee", "flex", 0, -1.2, 0, -0.7, 0),
+                               keys("right_knee", "flex", 0, -1.2, 0, -0.7, 0),
+                               keys("left_shoulder", "flex", 0, -0.5, 1.2, 0.2, 0),
+                               keys("right_shoulder", "flex", 0, -0.5, 1.2, 0.2, 0),
+                               keys(ROOT, "y", 0, -0.12, 0.3, -0.08, 0)),
+               seconds=1.6, grounded=False),
+    ActionSpec("bow", False, (keys("spine_base", "flex", 0, 0.9, 0.9, 0),     # hinge at the hips:
+                              keys("left_hip", "flex", 0, 0.9, 0.9, 0),       # the torso pitches,
+                              keys("right_hip", "flex", 0, 0.9, 0.9, 0),      # the legs stay upright
+                              keys("neck", "flex", 0, 0.3, 0.3, 0)), seconds=2.2),
+    # two-person interactions (actor 0 = the performer, actor 1 = the partner, facing each other)
+    ActionSpec("handshake", True, _both_actors(_HANDSHAKE), seconds=2.6, separation=1.1),
+    ActionSpec("push other person", True,
+               _push(actor=0) + (keys(ROOT, "z", 0, 0.1, 0.2, 0.2, 0.2),
+                                 keys(ROOT, "z", 0, 0, 0, -0.4, -0.45, actor=1),
+                                 keys("spine_mid", "flex", 0, 0, 0, -0.3, 0, actor=1),
+                                 keys("left_shoulder", "abd", 0, 0, 0, 0.5, 0.1, actor=1),
+                                 keys("right_shoulder", "abd", 0, 0, 0, 0.5, 0.1, actor=1)),
+               seconds=2.2, separation=0.8),
+    ActionSpec("hug", True, _both_actors(_HUG), seconds=3.0, separation=1.4),
+)
+
+
+def action_names() -> list[str]:
+    return [a.name for a in ACTIONS]
+
+
+# ----------------------------------------------------------------------------------------------
+# Subjects and performances
+
+@dataclass(frozen=True)
+class Subject:
+    performer: int
+    offsets: np.ndarray      # [25, 3] bone vectors at rest (metres)
+    posture: np.ndarray      # [25, 3] resting joint angles (flex, abd, swing)
+    amplitude: float         # scales every motion-program angle and translation
+    speed: float             # > 1 performs faster (shorter sequences)
+    dominant: str            # "right" | "left"
+
+
+def make_subject(seed: int, performer: int, partner: bool = False) -> Subject:
+    """The person with id `performer` (1-based), deterministic from (seed, performer); with
+    `partner`, the (unnamed) person who performs the two-person actions with them."""
+    rng = np.random.default_rng([_SUBJECT, seed, performer, int(partner)])
+    height = rng.uniform(0.86, 1.12)                          # about 1.5 m to 1.95 m tall
+    jitter = np.clip(rng.normal(1.0, 0.06, NUM_JOINTS), 0.85, 1.15)
+    for left, right in SYMMETRY_PAIRS:                        # people are (nearly) symmetric
+        jitter[right] = jitter[left] * rng.normal(1.0, 0.01)
+    offsets = REST_OFFSETS * height * jitter[:, None]
+    posture = np.zeros((NUM_JOINTS, 3))
+    for side in ("left", "right"):
+        posture[_j(f"{side}_shoulder"), 1] = rng.uniform(0.05, 0.2)
+        posture[_j(f"{side}_elbow"), 0] = rng.uniform(0.05, 0.3)
+        posture[_j(f"{side}_hip"), 1] = rng.uniform(0.0, 0.08)
+        posture[_j(f"{side}_knee"), 0] = rng.uniform(-0.08, 0.0)
+    posture[_j("spine_mid"), 0] = rng.uniform(-0.05, 0.12)
+    posture[_j("neck"), 0] = rng.uniform(-0.1, 0.15)
+    return Subject(performer=performer, offsets=offsets, posture=posture,
+                   amplitude=float(rng.uniform(0.8, 1.2)), speed=float(rng.uniform(0.8, 1.25)),
+                   dominant="left" if rng.random() < 0.15 else "right")
+
+
+@dataclass
+class Performance:
+    """A clean take in world coordinates (metres, y up, floor at y = 0)."""
+    xyz: np.ndarray          # [A, T, 25, 3]
+    rot: np.ndarray          # [A, T, 25, 3, 3] global joint rotations
+    action_window: tuple[int, int]   # first and last frame of the action itself
+
+
+def _resolve_joint(name: str, dominant: str) -> int:
+    if name.startswith("dom_"):
+        return _j(f"{dominant}_{name[4:]}")
+    if name.startswith("sub_"):
+        return _j(f"{'left' if dominant == 'right' else 'right'}_{name[4:]}")
+    return _j(name)
+
+
+def generate_sequence(spec: ActionSpec, subjects: Sequence[Subject], rng: np.random.Generator, *,
+                      min_frames: int = 40, max_frames: int = 110) -> Performance:
+    """One clean performance of `spec` by subjects[0] (and subjects[1], the partner, if two-person).
+
+    Per-sample variation drawn from `rng`: length (from the subjects' speed and a random tempo),
+    idle time before and after the action, a monotone time warp, amplitude, sinusoid phase,
+    facing direction and position.
+    """
+    num_actors = 2 if spec.two_person else 1
+    if len(subjects) < num_actors:
+        raise ValueError(f"{spec.name!r} needs {num_actors} subjects, got {len(subjects)}")
+    lead = subjects[0]
+    tempo = lead.speed * rng.uniform(0.85, 1.18)
+    action_frames = spec.seconds * FPS / tempo
+    idle = rng.uniform(0.05, 0.35, 2) * FPS                   # before / after the action
+    T = int(np.clip(round(action_frames + idle.sum()), min_frames, max_frames))
+    # squeeze or stretch the idle parts first, the action only when it alone does not fit
+    action_frames = min(action_frames, T - 2)
+    start = (T - action_frames) * idle[0] / idle.sum()
+    u = (np.arange(T) - start) / action_frames              # [T] normalised action time
+    warp = rng.uniform(0.8, 1.25)                           # monotone time warp inside the action
+    u = np.where((u > 0) & (u < 1), np.clip(u, 0, 1) ** warp, u)
+    phase_shift = rng.uniform(-0.6, 0.6)
+    sample_amp = rng.uniform(0.85, 1.15)
+
+    if spec.two_person:
+        half = spec.separation * rng.uniform(0.9, 1.1) / 2
+        yaws = (np.pi / 2 + rng.normal(0, 0.1), -np.pi / 2 + rng.normal(0, 0.1))
+        places = (np.array([-half, 0, 0]), np.array([half, 0, 0]))
+    else:
+        yaws = (np.pi + rng.normal(0, 0.2),)                   # facing the camera of view 2
+        places = (np.zeros(3),)
+    centre = np.array([rng.normal(0, 0.15), 0, rng.normal(0, 0.2)])
+
+    xyz = np.zeros((num_actors, T, NUM_JOINTS, 3))
+    rot = np.zeros((num_actors, T, NUM_JOINTS, 3, 3))
+    for a in range(num_actors):
+        subject = subjects[a]
+        scale = subject.amplitude * sample_amp
+        angles = np.broadcast_to(subject.posture, (T, NUM_JOINTS, 3)).copy()   # [T, 25, 3]
+        trans = np.zeros((T, 3))                                                # body frame
+        for term in spec.program:
+            if term.actor != a:
+                continue
+            value = scale * term.evaluate(u, phase_shift)
+            if term.joint == ROOT:
+                trans[:, ROOT_AXES.index(term.axis)] += value
+            else:
+                angles[:, _resolve_joint(term.joint, subject.dominant), ANGLE_AXES.index(term.axis)] += value
+        # idle life: breathing and a slow sway, so that no frame is perfectly still
+        t = np.arange(T) / FPS
+        angles[:, _j("spine_mid"), 0] += 0.015 * np.sin(2 * np.pi * rng.uniform(0.2, 0.4) * t + rng.uniform(0, 6.3))
+        trans[:, 0] += 0.012 * np.sin(2 * np.pi * rng.uniform(0.1, 0.3) * t + rng.uniform(0, 6.3))
+
+        root_rot = _rot_y(np.full(T, yaws[a]))                                  # [T, 3, 3]
+        root_pos = centre + places[a] + trans @ root_rot[0].T
+        pos, r = forward_kinematics(subject.offsets, angles, root_rot, root_pos)
+        if spec.grounded:    # ground contact: the lowest joint stays 2 cm above the floor
+            pos[..., 1] += 0.02 - pos[..., 1].min(axis=1, keepdims=True)
+        else:                # free flight (jumps): only the rest pose stands on the floor
+            rest, _ = forward_kinematics(subject.offsets, subject.posture[None], np.eye(3)[None],
+                                         np.zeros((1, 3)))
+            pos[..., 1] += 0.02 - rest[0, :, 1].min()
+        xyz[a], rot[a] = pos, r
+    s = int(np.clip(round(start), 0, T - 1))
+    e = int(np.clip(round(start + action_frames), s, T - 1))
+    return Performance(xyz=xyz, rot=rot, action_window=(s, e))
+
+
+# ----------------------------------------------------------------------------------------------
+# Cameras and the sensor
+
+@dataclass(frozen=True)
+class CameraView:
+    """World -> Kinect camera coordinates: x_cam = rotation @ x_world + translation (y up, z depth)."""
+    setup: int
+    camera: int
+    rotation: np.ndarray     # [3, 3]
+    translation: np.ndarray  # [3]
+
+
+def camera_view(seed: int, setup: int, camera: int) -> CameraView:
+    """Camera c of a setup: the scene turned by 45 * (c - 2) degrees about the vertical axis,
+    placed at about 3 m depth; height, distance and a slight downward tilt depend on the setup."""
+    if camera not in (1, 2, 3):
+        raise HacmError(f"synthetic camera ids are 1, 2 and 3, got {camera}")
+    rng = np.random.default_rng([_SETUP, seed, setup])
+    height, distance, tilt = rng.uniform(0.75, 1.15), rng.uniform(2.7, 3.3), rng.uniform(0.0, 0.15)
+    per_camera = rng.normal(0.0, 0.08, (3, 2))[camera - 1]       # cameras are not exactly symmetric
+    yaw = np.deg2rad(45.0 * (camera - 2)) + 0.5 * per_camera[0]
+    rotation = _rot_x(np.array(-tilt)) @ _rot_y(np.array(yaw))
+    translation = np.array([0.0, -height, distance + per_camera[1]])
+    return CameraView(setup=setup, camera=camera, rotation=rotation, translation=translation)
+
+
+@dataclass(frozen=True)
+class SensorModel:
+    """Kinect-like corruption of a clean take. Rates are upper bounds of per-file random levels."""
+    noise_sd: float = 0.01           # Gaussian noise per coordinate (metres), x U(0.6, 1.4) per file
+    spike_rate: float = 0.006        # jitter spikes per joint and frame, U(0, spike_rate) per file
+    spike_sd: float = 0.08           # spike displacement (metres, per coordinate)
+    lost_file_prob: float = 0.35     # share of files that lose some frames (0 bodies)
+    lost_max_fraction: float = 0.05  # those lose U(1%, lost_max_fraction) of their frames
+    ghost_prob: float = 0.15         # short-lived extra body (<= 11 frames): denoise step (a)
+    furniture_prob: float = 0.08     # flat static "furniture" body in most frames: denoise step (b)
+
+
+@dataclass
+class TrackedBody:
+    kind: str                # "person" | "ghost" | "furniture"
+    body_id: int
+    frames: np.ndarray       # [n] file frame indices where the body is present (increasing)
+    xyz: np.ndarray          # [n, 25, 3] camera coordinates (metres)
+    quat: np.ndarray         # [n, 25, 4] joint orientations (w, x, y, z), unit
+    state: np.ndarray        # [n, 25] tracking state: 2 tracked, 1 inferred (jitter spikes)
+
+
+@dataclass
+class Recording:
+    num_frames: int
+    bodies: list[TrackedBody]
+    lost_frames: np.ndarray  # [k] file frames with no body at all
+
+
+def _quaternions(rot: np.ndarray) -> np.ndarray:
+    """Rotation matrices [..., 3, 3] -> unit quaternions [..., 4] (w, x, y, z)."""
+    m = rot
+    d = np.stack([1 + m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2],
+                  1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+                  1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
+                  1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
+    q = 0.5 * np.sqrt(np.maximum(d, 0.0))
+    q[..., 1] = np.copysign(q[..., 1], m[..., 2, 1] - m[..., 1, 2])
+    q[..., 2] = np.copysign(q[..., 2], m[..., 0, 2] - m[..., 2, 0])
+    q[..., 3] = np.copysign(q[..., 3], m[..., 1, 0] - m[..., 0, 1])
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def _runs(rng: np.random.Generator, T: int, count: int) -> np.ndarray:
+    """About `count` frame indices in short runs (1-3 frames), as when tracking drops out."""
+    lost: set[int] = set()
+    while len(lost) < count:
+        start = int(rng.integers(0, T))
+        lost.update(range(start, min(T, start + int(rng.integers(1, 4)))))
+    return np.array(sorted(lost)[:count], dtype=np.int64)
+
+
+def record(perf: Performance, view: CameraView, rng: np.random.Generator,
+           sensor: SensorModel = SensorModel()) -> Recording:
+    """What one Kinect reports for the take: camera coordinates plus noise, jitter, lost frames
+    and spurious bodies. Every person keeps one bodyID for the whole file."""
+    A, T = perf.xyz.shape[:2]
+    clean = perf.xyz @ view.rotation.T + view.translation              # [A, T, 25, 3]
+    quat = _quaternions(view.rotation @ perf.rot)                       # [A, T, 25, 4]
+
+    lost = np.zeros(0, dtype=np.int64)
+    if rng.random() < sensor.lost_file_prob:
+        lost = _runs(rng, T, max(1, round(rng.uniform(0.01, sensor.lost_max_fraction) * T)))
+    seen = np.setdiff1d(np.arange(T), lost)                             # frames with bodies
+
+    sd = sensor.noise_sd * rng.uniform(0.6, 1.4)
+    spike_rate = rng.uniform(0.0, sensor.spike_rate)
+    ids = iter(_BASE_ID + rng.choice(100_000, size=A + 2, replace=False))
+    bodies = []
+    for a in range(A):
+        xyz = clean[a, seen] + rng.normal(0.0, sd, (seen.size, NUM_JOINTS, 3))
+        spikes = rng.random((seen.size, NUM_JOINTS)) < spike_rate
+        xyz[spikes] += rng.normal(0.0, sensor.spike_sd, (int(spikes.sum()), 3))
+        bodies.append(TrackedBody("person", int(next(ids)), seen, xyz, quat[a, seen],
+                                  np.where(spikes, 1, 2)))
+
+    if rng.random() < sensor.ghost_prob:
+        # a short-lived phantom: a displaced, noisier copy of the performer
+        n = int(rng.integers(2, 12))
+        start = int(rng.integers(0, T - n + 1))
+        frames = np.intersect1d(np.arange(start, start + n), seen)
+        if frames.size:
+            shift = np.array([rng.choice([-1, 1]) * rng.uniform(0.6, 1.5), 0.0, rng.uniform(-0.3, 0.5)])
+            xyz = clean[0, frames] + shift + rng.normal(0.0, 0.03, (frames.size, NUM_JOINTS, 3))
+            bodies.append(TrackedBody("ghost", int(next(ids)), frames, xyz, quat[0, frames],
+                                      np.full((frames.size, NUM_JOINTS), 2)))
+    if rng.random() < sensor.furniture_prob:
+        # a flat static object (a table edge, a sofa back) tracked as a body in most frames
+        frames = seen[seen >= int(rng.uniform(0.0, 0.15) * T)]
+        width, thickness = rng.uniform(1.0, 1.8), rng.uniform(0.05, 0.3)
+        shape = rng.uniform(-0.5, 0.5, (NUM_JOINTS, 3)) * [width, thickness, 0.3]
+        where = np.array([rng.choice([-1, 1]) * rng.uniform(0.8, 1.4), rng.uniform(-0.6, 0.0),
+                          rng.uniform(3.4, 4.4)])
+        xyz = where + shape + rng.normal(0.0, 0.005, (frames.size, NUM_JOINTS, 3))
+        q = np.zeros((frames.size, NUM_JOINTS, 4))
+        q[..., 0] = 1.0
+        bodies.append(TrackedBody("furniture", int(next(ids)), frames, xyz, q,
+                                  np.full((frames.size, NUM_JOINTS), 2)))
+    return Recording(num_frames=T, bodies=bodies, lost_frames=lost)
+
+
+# ----------------------------------------------------------------------------------------------
+# The NTU text layout
+
+_JOINT_LINE = "%.7f %.7f %.7f %.4f %.4f %.3f %.3f %.5f %.5f %.5f %.5f %d"
+_JOINT_BLOCK = "\n".join([_JOINT_LINE] * NUM_JOINTS)
+_DEPTH = (365.0, 256.0, 212.0)      # Kinect v2 depth camera: focal length and centre (pixels)
+_COLOUR = (1063.0, 960.0, 540.0)    # Kinect v2 colour camera
+
+
+def _project(xyz: np.ndarray, camera: tuple[float, float, float]) -> np.ndarray:
+    f, cx, cy = camera
+    z = np.maximum(xyz[..., 2], 0.1)
+    return np.stack([cx + f * xyz[..., 0] / z, cy - f * xyz[..., 1] / z], -1)
+
+
+def format_skeleton(rec: Recording) -> str:
+    """The whole `.skeleton` file text: frame count, then per frame the body count and bodies."""
+    spine_base, spine_shoulder = _j("spine_base"), _j("spine_shoulder")
+    per_frame: list[list[str]] = [[] for _ in range(rec.num_frames)]
+    for body in rec.bodies:
+        fields = np.concatenate([body.xyz, _project(body.xyz, _DEPTH), _project(body.xyz, _COLOUR),
+                                 body.quat, body.state[..., None]], -1)        # [n, 25, 12]
+        lean = body.xyz[:, spine_shoulder] - body.xyz[:, spine_base]           # [n, 3]
+        lean /= np.maximum(np.linalg.norm(lean, axis=-1, keepdims=True), 1e-6)
+        for t, block, (lx, _, lz) in zip(body.frames.tolist(), fields.reshape(len(body.frames), -1).tolist(),
+                                          lean.tolist()):
+            per_frame[t].append(f"{body.body_id} 0 1 1 1 1 0 {lx:.6f} {-lz:.6f} 2\n{NUM_JOINTS}\n"
+                                + _JOINT_BLOCK % tuple(block))
+    lines = [str(rec.num_frames)]
+    for blocks in per_frame:
+        lines.append(str(len(blocks)))
+        lines.extend(blocks)
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# The dataset
+
+@dataclass
+class SynthSummary:
+    out_dir: Path
+    class_names: list[str]
+    num_files: int
+    num_frames: int          # frames written over all files (including lost ones)
+    lost_frames: int         # frames written with 0 bodies
+    ghost_bodies: int
+    furniture_bodies: int
+    bytes: int
+    seconds: float
+
+
+def sample_name(setup: int, camera: int, performer: int, replication: int, action: int) -> str:
+    return f"S{setup:03d}C{camera:03d}P{performer:03d}R{replication:03d}A{action:03d}"
+
+
+def _select(classes: Sequence[str] | None) -> list[int]:
+    """Indices into ACTIONS of the requested classes, in ACTIONS order."""
+    names = action_names()
+    if classes is None:
+        return list(range(len(ACTIONS)))
+    if isinstance(classes, str):
+        raise HacmError("classes: expected a list of class names, got a single string")
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise HacmError(f"unknown synthetic class(es) {unknown}; valid names: {names}")
+    if len(set(classes)) != len(classes) or not classes:
+        raise HacmError(f"classes: expected distinct names, at least one, got {list(classes)}")
+    return [i for i, n in enumerate(names) if n in set(classes)]
+
+
+def _atomic_write(path: Path, text: str) -> int:
+    data = text.encode()
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return len(data)
+
+
+def write_synthetic(out_dir, *, seed: int = 0, performers: int = 10, replications: int = 2,
+                    cameras: Sequence[int] = (1, 2, 3), classes: Sequence[str] | None = None,
+                    min_frames: int = 40, max_frames: int = 110, sensor: SensorModel = SensorModel(),
+                    progress: bool = True) -> SynthSummary:
+    """Write one `SsssCcccPpppRrrrAaaa.skeleton` per performer x replication x camera x class,
+    then `synth.json`. Labels follow the selected classes: A001 is the first of them (ACTIONS
+    order). Setup = 1 + (performer - 1) % 3. Files of an earlier run with the same names are
+    overwritten; any other `.skeleton` file in out_dir is an error (it would join the dataset)."""
+    for what, value, low, high in (("performers", performers, 1, 999), ("replications", replications, 1, 999),
+                                   ("min_frames", min_frames, 20, 300), ("max_frames", max_frames, 20, 300)):
+        if not isinstance(value, (int, np.integer)) or not low <= value <= high:
+            raise HacmError(f"{what}: expected an integer in [{low}, {high}], got {value!r}")
+    if max_frames < min_frames:
+        raise HacmError(f"max_frames ({max_frames}) must be >= min_frames ({min_frames})")
+    cameras = tuple(cameras)
+    if not cameras or len(set(cameras)) != len(cameras) or not set(cameras) <= {1, 2, 3}:
+        raise HacmError(f"cameras: expected distinct ids from 1, 2, 3, got {list(cameras)}")
+    chosen = _select(classes)
+    class_names = [ACTIONS[i].name for i in chosen]
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(p, r, label, c) for p in range(1, performers + 1) for r in range(1, replications + 1)
+            for label in range(len(chosen)) for c in cameras]
+    planned = {sample_name(1 + (p - 1) % 3, c, p, r, label + 1) + ".skeleton" for p, r, label, c in jobs}
+    stale = sorted(f.name for f in out.glob("*.skeleton") if f.name not in planned)
+    if stale:
+        raise HacmError(f"{out}: holds {len(stale)} .skeleton file(s) this run would not write "
+                        f"(e.g. {stale[0]}); use an empty directory")
+
+    t0 = time.perf_counter()
+    summary = SynthSummary(out, class_names, 0, 0, 0, 0, 0, 0, 0.0)
+    perf_key = None
+    for p, r, label, c in tqdm(jobs, desc="synth", unit="file", disable=not progress):
+        action = chosen[label]
+        spec = ACTIONS[action]
+        setup = 1 + (p - 1) % 3
+        if perf_key != (p, r, label):     # the cameras film the same take
+            subjects = [make_subject(seed, p)] + ([make_subject(seed, p, partner=True)] if spec.two_person else [])
+            perf = generate_sequence(spec, subjects, np.random.default_rng([_PERFORMANCE, seed, p, r, action]),
+                                     min_frames=min_frames, max_frames=max_frames)
+            perf_key = (p, r, label)
+        rec = record(perf, camera_view(seed, setup, c), np.random.default_rng([_SENSOR, seed, p, r, action, c]),
+                     sensor)
+        summary.bytes += _atomic_write(out / f"{sample_name(setup, c, p, r, label + 1)}.skeleton",
+                                       format_skeleton(rec))
+        summary.num_files += 1
+        summary.num_frames += rec.num_frames
+        summary.lost_frames += rec.lost_frames.size
+        summary.ghost_bodies += sum(b.kind == "ghost" for b in rec.bodies)
+        summary.furniture_bodies += sum(b.kind == "furniture" for b in rec.bodies)
+    summary.seconds = time.perf_counter() - t0
+
+    meta = {"dataset": "synth", "class_names": class_names,
+            "two_person_classes": [n for n, i in zip(class_names, chosen) if ACTIONS[i].two_person],
+            "seed": seed, "performers": performers, "replications": replications, "cameras": list(cameras),
+            "min_frames": min_frames, "max_frames": max_frames, "num_files": summary.num_files,
+            "generator": "hacm.data.synth"}
+    _atomic_write(out / "synth.json", json.dumps(meta, indent=1) + "\n")
+    return summary
