@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from hacm import checkpoint as ckpt
 from hacm.config import RunConfig, from_dict, load_config
 from hacm.data.loader import make_loader
-from hacm.errors import HacmError
+from hacm.errors import FormatError, HacmError
 from hacm.model import HACM, ActionClassifier, Encoder, actor_mean
 
 METRICS_FILE = "metrics.jsonl"
@@ -211,8 +211,8 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         if line.strip():
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise HacmError(f"{path}:{i}: not a JSON object") from None
+            except json.JSONDecodeError as e:
+                raise FormatError(path, i, f"expected one JSON object per line ({e.msg})") from None
     return rows
 
 

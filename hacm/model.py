@@ -296,11 +296,21 @@ class HACM(nn.Module):
 
     # -- masking ------------------------------------------------------------------------------
 
+    def trunk_points(self, seqs: Tensor) -> tuple[Tensor, Tensor]:
+        """The trunk joints and their parent point as the hierarchy criterion sees them.
+
+        seqs [S, T, 25, C] -> trunk conv embeddings [S, TP, 7, D] (no positional embedding, as the
+        release) and the parent point [S, TP, D]: their mean in the tangent space at the origin,
+        then mapped -- a point of the manifold, unlike the release's Euclidean mean of ball points.
+        """
+        trunk = self.encoder.joints_embed(seqs[:, :, self.trunk].float())              # [S, TP, 7, D]
+        return trunk, self.encoder.geometry.to_manifold(trunk.mean(-2))
+
     @torch.no_grad()
     def _mask(self, seqs: Tensor, tokens: Tensor, points: Tensor, actor_mask: Tensor,
-              generator: torch.Generator | None) -> MaskInfo:
+              generator: torch.Generator | None, mcfg: MaskingConfig) -> MaskInfo:
         """seqs [S, T, 25, C], tokens (Euclidean) and points (manifold) [S, TP, V, D] -> MaskInfo."""
-        cfg, mcfg, geometry = self.cfg, self.masking, self.encoder.geometry
+        cfg, geometry = self.cfg, self.encoder.geometry
         with torch.autocast(seqs.device.type, enabled=False):
             tokens, points = tokens.float(), points.float()
             S, TP, V, _ = tokens.shape
@@ -308,11 +318,7 @@ class HACM(nn.Module):
             criteria = mcfg.branch_criteria()
             scores = tokens.new_zeros(S, TP, V)
             if "hierarchy" in criteria:
-                # Parent point: the trunk joints' conv embeddings (no PE, as the release) averaged in the
-                # tangent space at the origin, then mapped -- a point of the manifold, unlike the
-                # release's Euclidean mean of ball points.
-                parents = self.encoder.joints_embed(seqs[:, :, self.trunk].float())  # [S, TP, 7, D]
-                parent_point = geometry.to_manifold(parents.mean(-2))                # [S, TP, D]
+                parent_point = self.trunk_points(seqs)[1]                            # [S, TP, D]
             if "motion" in criteria:
                 x_patches = patchify(seqs[:, :, self.encoder.joints].float(), cfg.t_patch)  # [S, TP, V, P]
             for p, crit in zip(patches, criteria):
@@ -320,6 +326,9 @@ class HACM(nn.Module):
                 if crit == "hierarchy":
                     s = hierarchy_scores(points[:, p], parent_point[:, p], geometry, mcfg.parent_weight)
                 elif crit == "attention":
+                    if self.temporal is None:
+                        raise ConfigError("masking: the attention criterion needs a model built with it "
+                                          "(strategy hacm or temporal_only)")
                     s = attention_scores(*self.temporal(tokens[:, p]), mcfg.attention)
                 elif crit == "motion":
                     s = motion_scores(x_patches[:, p])
@@ -332,12 +341,15 @@ class HACM(nn.Module):
         return MaskInfo(keep, mask, scores, patches, criteria, actor_mask)
 
     @torch.no_grad()
-    def masks(self, x: Tensor, generator: torch.Generator | None = None) -> MaskInfo:
-        """The masks `forward` would draw with this generator state (for the explorer)."""
+    def masks(self, x: Tensor, generator: torch.Generator | None = None,
+              masking: MaskingConfig | None = None) -> MaskInfo:
+        """The masks `forward` would draw with this generator state, under the model's masking
+        config or another one (the explorer compares criteria on one model)."""
         self.encoder.check_input(x)
         seqs, actor_mask = split_actors(x)
         tokens = self.encoder.embed(seqs)
-        return self._mask(seqs, tokens, self.encoder.geometry.to_manifold(tokens), actor_mask, generator)
+        return self._mask(seqs, tokens, self.encoder.geometry.to_manifold(tokens), actor_mask, generator,
+                          masking or self.masking)
 
     # -- reconstruction ------------------------------------------------------------------------
 
@@ -373,7 +385,7 @@ class HACM(nn.Module):
             raise HacmError("pre-training batch: every actor of every clip is all zeros")
         tokens = enc.embed(seqs)                                                     # [S, TP, V, D]
         points = enc.geometry.to_manifold(tokens)
-        info = self._mask(seqs, tokens.detach(), points.detach(), actor_mask, generator)
+        info = self._mask(seqs, tokens.detach(), points.detach(), actor_mask, generator, self.masking)
         keep = torch.cat(info.keep, 1)                                               # [S, K]
         S, TP, V, D = points.shape
         visible = points.reshape(S, TP * V, D).gather(1, keep.unsqueeze(-1).expand(-1, -1, D))

@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from hacm.errors import FormatError, HacmError
+from hacm.evaluate import read_metrics
 from hacm.geometry import make_geometry
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS
 from hacm.viz import export, poincare, skeleton, tokens, training
@@ -163,7 +164,7 @@ def test_tau_curve_and_tables_and_reconstruction():
 def test_read_metrics_names_bad_line(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "loss": 1.0}) + "\n{oops\n")
     with pytest.raises(FormatError, match="metrics.jsonl:2"):
-        training.read_metrics(tmp_path)
+        read_metrics(tmp_path)
 
 
 def test_save_figure_writes_html_and_png(tmp_path):
@@ -187,3 +188,14 @@ def test_save_figure_rejects_bad_input(tmp_path):
         export.save_figure(go.Figure(), tmp_path, "a/b")
     with pytest.raises(HacmError, match="matplotlib or plotly"):
         export.save_figure(object(), tmp_path, "x")
+
+
+def test_length_histogram_counts_every_clip():
+    fig = training.length_histogram_figure({"train": [30, 40, 40, 90], "test": [50, 60]}, bins=4)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "frames per clip" and ax.get_ylabel() == "clips"
+    heights = [sum(p.get_height() for p in c) for c in ax.containers]
+    assert heights == [4, 2]
+    assert [t.get_text().split(" (")[0] for t in ax.get_legend().get_texts()] == ["train", "test"]
+    with pytest.raises(HacmError, match="no clip lengths"):
+        training.length_histogram_figure({"train": []})

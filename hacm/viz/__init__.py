@@ -13,7 +13,7 @@ _EXPORTS = {
     "disk_layout": "poincare", "pca_basis": "poincare", "geodesic_arc": "poincare", "disk_dist0": "poincare",
     "poincare_disk_figure": "poincare",
     "TokenPanel": "tokens", "token_grid_figure": "tokens",
-    "read_metrics": "training", "loss_lr_figure": "training", "accuracy_figure": "training",
+    "length_histogram_figure": "training", "loss_lr_figure": "training", "accuracy_figure": "training",
     "per_class_accuracy": "training", "per_class_accuracy_figure": "training",
     "confusion_matrix_figure": "training", "confusion_difference_figure": "training",
     "most_confused_pairs": "training", "ablation_table": "training", "Table": "training",

@@ -177,13 +177,11 @@ class MaskExplorer:
             raise HacmError(f"MaskExplorer: sample {sample} has no non-zero actor")
         a = min(self.actor, seqs.shape[0] - 1)
         points = enc.geometry.to_manifold(enc.embed(seqs))[a]                       # [TP, V, D]
-        # Trunk joints and parent point as the hierarchy criterion sees them (HACM._mask): the
-        # trunk joints' conv embeddings without positional embeddings, the parent their mean.
-        trunk = enc.joints_embed(seqs[:, :, list(TRUNK_JOINTS)].float())[a]         # [TP, 7, D]
+        trunk, parent = (t[a] for t in model.trunk_points(seqs))                    # [TP, 7, D], [TP, D]
         tokens = list(joint_set(cfg.prune))
         extra = [j for j in TRUNK_JOINTS if j not in tokens]
         extra_pts = enc.geometry.to_manifold(trunk[:, [TRUNK_JOINTS.index(j) for j in extra]])  # [TP, E, D]
-        parent = enc.geometry.to_manifold(trunk.mean(-2)).unsqueeze(1)             # [TP, 1, D]
+        parent = parent.unsqueeze(1)                                                 # [TP, 1, D]
         nodes_pts = torch.cat([points, extra_pts, parent], 1)                       # [TP, n, D]
         TP, n, D = nodes_pts.shape
         flat = nodes_pts.reshape(TP * n, D)
@@ -199,12 +197,7 @@ class MaskExplorer:
         model = self.model(params.checkpoint, params.geometry)
         x = self.encoded(params.sample, params.checkpoint, params.geometry).x
         masking = MaskingConfig(strategy=strategy or params.strategy, mask_ratio=params.mask_ratio, tau=params.tau)
-        # HACM.masks samples with the model's masking config; swap in this draw's config for the call.
-        saved, model.masking = model.masking, masking
-        try:
-            return model.masks(x, torch.Generator().manual_seed(params.seed))
-        finally:
-            model.masking = saved
+        return model.masks(x, torch.Generator().manual_seed(params.seed), masking)
 
     # -- views -------------------------------------------------------------------------------
 

@@ -1,21 +1,19 @@
 """Static (matplotlib) figures and tables of training runs and evaluations.
 
-Inputs are plain data: metrics rows as written to a run's metrics.jsonl (dicts with epoch, step,
+Inputs are plain data: clip lengths, metrics rows as written to a run's metrics.jsonl (dicts with epoch, step,
 loss, lr, accuracy, ...), confusion matrices [C, C] (rows = true class, columns = predicted),
 class names. Nothing here reads checkpoints or imports the model.
 """
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from hacm.errors import FormatError, HacmError
+from hacm.errors import HacmError
 
 
 def _subplots(*args, figsize, **kwargs):
@@ -25,19 +23,22 @@ def _subplots(*args, figsize, **kwargs):
     return fig, fig.subplots(*args, **kwargs)
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """Rows of `run_dir/metrics.jsonl` (FormatError naming the line of a malformed row)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        raise HacmError(f"{path}: no metrics file (is {run_dir} a run directory?)")
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise FormatError(path, n, f"expected one JSON object per line ({e.msg})") from None
-    return rows
+def length_histogram_figure(lengths: Mapping[str, Sequence[int]], *, bins: int = 20,
+                            title: str = "Clip lengths") -> Figure:
+    """Histogram of clip lengths in frames, one overlaid series per split part (e.g. train / test)."""
+    series = {name: np.asarray(v, dtype=float) for name, v in lengths.items() if len(v)}
+    if not series:
+        raise HacmError("length_histogram_figure: no clip lengths given")
+    edges = np.histogram_bin_edges(np.concatenate(list(series.values())), bins=bins)
+    fig, ax = _subplots(figsize=(7, 3.5))
+    for name, values in series.items():
+        ax.hist(values, bins=edges, alpha=0.6, label=f"{name} ({len(values)} clips, median {np.median(values):.0f})")
+    ax.set_xlabel("frames per clip")
+    ax.set_ylabel("clips")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
 
 
 def _series(rows: Sequence[Mapping], key: str, x_key: str) -> tuple[np.ndarray, np.ndarray]:
