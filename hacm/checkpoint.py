@@ -5,8 +5,12 @@ always loads with `torch.load(..., weights_only=True)`:
 
     format "hacm-checkpoint", version, protocol, config (plain dict), model (state dict),
     optimizer (state dict), epoch (completed epochs), step (optimizer steps taken),
-    rng (torch / cuda / numpy / python states as tensors and lists), sampler (shuffling
-    generator state or None), best ({"metric", "value", "epoch"} or None), class_names.
+    rng (torch / cuda / numpy / python states as tensors and lists), best ({"metric", "value",
+    "epoch"} or None), class_names, loss (the epoch's mean training loss).
+
+Nothing else is needed to resume exactly: the data order and augmentation are functions of
+(seed, epoch), the learning rate of the step, masks of (seed, epoch, step, rank); and bf16
+autocast needs no gradient scaler, so there is no scaler state.
 
 Original MAMP / HA-CM release checkpoints (`ckpt["model"]` with MAMP parameter names) are read
 by `load_pretrained_encoder` through `hacm.model.load_mamp_state_dict`.
@@ -14,15 +18,14 @@ by `load_pretrained_encoder` through `hacm.model.load_mamp_state_dict`.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from hacm.errors import HacmError
+from hacm.fileio import write_atomic
 from hacm.model import Encoder, LoadReport, load_mamp_state_dict
 
 FORMAT = "hacm-checkpoint"
@@ -35,23 +38,8 @@ ARCHITECTURE_KEYS = ("dim_in", "dim", "depth", "heads", "t_patch", "prune", "geo
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
-    """Write `state` to `path` atomically: a temporary file in the same directory, fsync, rename.
-
-    A crash or exception mid-write leaves the previous file (if any) untouched and no partial file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `state` to `path` atomically (temp file, fsync, rename)."""
+    return write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

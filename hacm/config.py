@@ -253,9 +253,6 @@ def validate(cfg: RunConfig) -> None:
     if d.window_size != m.num_frames:
         raise ConfigError(f"data.window_size ({d.window_size}) must equal model.num_frames "
                           f"({m.num_frames}): the encoder's temporal embedding has one slot per patch")
-    if m.num_frames % m.t_patch:
-        raise ConfigError(f"model.num_frames ({m.num_frames}) must be a multiple of model.t_patch "
-                          f"({m.t_patch})")
     for key, p in (("data.p_interval_train", d.p_interval_train), ("data.p_interval_test", d.p_interval_test)):
         if len(p) not in (1, 2) or not all(0 < x <= 1 for x in p) or (len(p) == 2 and p[0] > p[1]):
             raise ConfigError(f"{key}: expected [ratio] or [low, high] with 0 < low <= high <= 1, got {list(p)}")
@@ -352,6 +349,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), notes: list[str
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: expected a UTF-8 text YAML file, found byte 0x{exc.object[exc.start]:02x} "
+                          f"at offset {exc.start}") from None
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")

@@ -78,7 +78,8 @@ def _batches(dataset, batch_size: int, num_workers: int | None, desc: str):
     return tqdm(loader, desc=desc, unit="batch", leave=False)
 
 
-def _autocast(amp: str, device: torch.device):
+def autocast(amp: str, device: torch.device):
+    """bf16 autocast when train.amp is "bf16", else nothing (the training loop uses it too)."""
     return torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext()
 
 
@@ -96,7 +97,7 @@ def extract_features(source, dataset, *, batch_size: int = 256, device="cpu", am
     encoder.eval()
     feats, labels = [], []
     for x, y in _batches(dataset, batch_size, num_workers, "features"):
-        with _autocast(amp, device):
+        with autocast(amp, device):
             tokens, actor_mask = encoder.forward_packed(x.to(device))             # [S, TP, V, D]
         feats.append(actor_mean(tokens.float().mean((1, 2)), actor_mask).cpu())    # [B, D]
         labels.append(y)
@@ -117,7 +118,7 @@ def predict(source, dataset, *, batch_size: int = 256, device="cpu", amp: str = 
     model.eval()
     logits, labels = [], []
     for x, y in _batches(dataset, batch_size, num_workers, "predict"):
-        with _autocast(amp, device):
+        with autocast(amp, device):
             logits.append(model(x.to(device)).float().cpu())
         labels.append(y)
     model.train(was_training)

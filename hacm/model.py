@@ -320,7 +320,9 @@ class HACM(nn.Module):
             if "hierarchy" in criteria:
                 parent_point = self.trunk_points(seqs)[1]                            # [S, TP, D]
             if "motion" in criteria:
-                x_patches = patchify(seqs[:, :, self.encoder.joints].float(), cfg.t_patch)  # [S, TP, V, P]
+                # over the whole grid, then per branch: "since the previous time patch" must not
+                # become "since the previous patch of the branch" under cross grouping
+                motion = motion_scores(patchify(seqs[:, :, self.encoder.joints].float(), cfg.t_patch))  # [S, TP, V]
             for p, crit in zip(patches, criteria):
                 p = p.to(seqs.device)
                 if crit == "hierarchy":
@@ -331,7 +333,7 @@ class HACM(nn.Module):
                                           "(strategy hacm or temporal_only)")
                     s = attention_scores(*self.temporal(tokens[:, p]), mcfg.attention)
                 elif crit == "motion":
-                    s = motion_scores(x_patches[:, p])
+                    s = motion[:, p]
                 else:                                  # random: equal scores -> uniform sampling
                     s = tokens.new_zeros(S, len(p), V)
                 scores[:, p] = s
@@ -498,13 +500,13 @@ class LoadReport:
     interpolated: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]   # key -> (checkpoint, encoder) shape
 
 
-def load_mamp_state_dict(encoder: Encoder, state_dict: dict, strict_shapes: bool = True) -> LoadReport:
+def load_mamp_state_dict(encoder: Encoder, state_dict: dict) -> LoadReport:
     """Load a MAMP / HA-CM release state dict (`ckpt["model"]` or bare) into `encoder`.
 
     temp_embed is interpolated linearly along time when the number of time patches differs; a
     25-joint pos_embed is reduced to the token joints for a pruned encoder. Any other shape
-    mismatch raises HacmError naming the key (or, with strict_shapes=False, is left at init and
-    reported as missing).
+    mismatch raises HacmError naming the key: a tensor of another shape belongs to another
+    architecture, and silently leaving it at init would make a partly random encoder.
     """
     if isinstance(state_dict, dict) and isinstance(state_dict.get("model"), dict):
         state_dict = state_dict["model"]
@@ -533,11 +535,9 @@ def load_mamp_state_dict(encoder: Encoder, state_dict: dict, strict_shapes: bool
                     and value.shape[3] == want[3]:
                 value = value[:, :, encoder.joints.cpu()]
                 interpolated[key] = (tuple(src[key].shape), tuple(want))
-            elif strict_shapes:
+            else:
                 raise HacmError(f"checkpoint key {key!r}: shape {list(value.shape)} does not match the "
                                 f"encoder's {list(want)} (check num_frames, t_patch, prune, dim)")
-            else:
-                continue
         accepted[key] = value
     encoder.load_state_dict(accepted, strict=False)
     missing = sorted(k for k in own if k not in accepted)

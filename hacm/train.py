@@ -28,13 +28,11 @@ one that ran straight through.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import logging
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +51,10 @@ from hacm.config import RunConfig, to_dict, to_yaml
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.loader import make_loader
 from hacm.data.store import Store
-from hacm.errors import ConfigError, HacmError
-from hacm.evaluate import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, extract_features, knn_accuracy, new_model, read_metrics
+from hacm.errors import ConfigError, HacmError, make_dir
+from hacm.fileio import write_text_atomic
+from hacm.evaluate import (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, autocast, extract_features, knn_accuracy,
+                           new_model, read_metrics)
 from hacm.model import encoder_layer_id
 
 logger = logging.getLogger("hacm.train")
@@ -160,12 +160,6 @@ def globalise_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def autocast(cfg: RunConfig, device: torch.device):
-    if cfg.train.amp == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 # ---------------------------------------------------------------------------------------------
 # Data
 
@@ -265,28 +259,30 @@ class RunWriter:
         if keep_before_epoch is not None and path.exists():
             # Resuming: records of the epoch that was cut short would be duplicated; drop them.
             rows = read_metrics(run_dir)
-            path.write_text("".join(json.dumps(r) + "\n" for r in rows if r.get("epoch", 0) < keep_before_epoch))
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows
+                                                 if r.get("epoch", 0) < keep_before_epoch))
         elif path.exists():
             path.unlink()
-        if importlib.util.find_spec("tensorboard") is not None:
+        try:   # torch.utils.tensorboard raises ImportError when the tensorboard package is missing
             from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-        else:
+        except ImportError:
             logger.info("tensorboard is not installed: metrics go to %s only", path)
+        else:
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
 
     def log(self, record: dict) -> None:
         if not self.active:
             return
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
+        if self.tb is not None and record["kind"] != "start":   # start: run facts, not curves
             for k, v in record.items():
                 if k not in ("kind", "epoch", "step") and isinstance(v, (int, float)):
-                    self.tb.add_scalar(f"{record['kind']}/{k}", v, record.get("step", 0))
+                    self.tb.add_scalar(f"{record['kind']}/{k}", v, record["step"])
 
     def summary(self, values: dict) -> None:
         if self.active:
-            (self.run_dir / SUMMARY_FILE).write_text(json.dumps(values, indent=2) + "\n")
+            write_text_atomic(self.run_dir / SUMMARY_FILE, json.dumps(values, indent=2) + "\n")
 
     def close(self) -> None:
         if self.tb is not None:
@@ -315,8 +311,8 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dic
         raise HacmError(f"{run_dir} already holds a run ({last}); resume it with --resume or choose "
                         f"another output directory")
     if d.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(to_yaml(cfg))
+        make_dir(run_dir, "run directory")
+        write_text_atomic(run_dir / CONFIG_FILE, to_yaml(cfg))
     return state
 
 
@@ -461,7 +457,7 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
                 y = y.to(d.device, non_blocking=True)
                 lr = lr_at(step, steps_per_epoch, cfg)
                 set_lr(optimizer, lr)
-                with autocast(cfg, d.device):
+                with autocast(cfg.train.amp, d.device):
                     if classify:
                         loss = F.cross_entropy(ddp(x).float(), y, label_smoothing=t.label_smoothing)
                     else:
@@ -469,9 +465,12 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
                 # The mean over ranks decides for every rank: all stop together on a bad loss.
                 batch_loss = all_reduce_sum([loss.item()], d)[0] / d.world_size
                 if not math.isfinite(batch_loss):
+                    # Raised before backward/step: no bad update is taken and last.pt stays untouched.
+                    last = run_dir / ckpt.CHECKPOINT_DIR / "last.pt"
+                    kept = (f"{last} holds the last good epoch" if last.exists()
+                            else "no epoch finished, so there is no checkpoint")
                     raise HacmError(f"non-finite loss ({batch_loss}) at epoch {epoch}, step {step} "
-                                    f"(lr {lr:.3g}); the run stopped, {run_dir / ckpt.CHECKPOINT_DIR / 'last.pt'} "
-                                    f"holds the last good epoch")
+                                    f"(lr {lr:.3g}); the run stopped, {kept}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -516,7 +515,7 @@ def evaluate_accuracy(model: nn.Module, loader, cfg: RunConfig, d: Dist) -> dict
     correct1 = correct5 = total = loss_sum = 0.0
     for x, y in loader:
         x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-        with autocast(cfg, d.device):
+        with autocast(cfg.train.amp, d.device):
             logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices                    # [B, 5]

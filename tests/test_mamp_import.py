@@ -101,8 +101,6 @@ def test_shape_mismatch_names_key_and_shapes():
     sd = mamp_state_dict(dataclasses.replace(CFG, t_patch=4, num_frames=12))
     with pytest.raises(HacmError, match=r"joints_embed.proj.weight.*\[32, 3, 4, 1\].*\[32, 3, 3, 1\]"):
         load_mamp_state_dict(Encoder(CFG), sd)
-    report = load_mamp_state_dict(Encoder(CFG), sd, strict_shapes=False)
-    assert "joints_embed.proj.weight" in report.missing
 
 
 def test_missing_and_unexpected_keys_are_reported():

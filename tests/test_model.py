@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from hacm.errors import ConfigError, HacmError
-from hacm.masking import MaskingConfig, num_keep
-from hacm.model import HACM, ActionClassifier, Encoder, ModelConfig, encoder_layer_id
+from hacm.masking import MaskingConfig, motion_scores, num_keep
+from hacm.model import HACM, ActionClassifier, Encoder, ModelConfig, encoder_layer_id, patchify
+from hacm.skeleton import TOKEN_JOINTS
 
 TINY = ModelConfig(num_frames=12, t_patch=3, dim=32, depth=2, heads=4, decoder_dim=32, decoder_depth=2)
 MASK = MaskingConfig(mask_ratio=0.6)
@@ -116,6 +117,14 @@ def test_ablation_switches_change_what_they_name():
         assert not torch.equal(other.keep[0], base.keep[0]) or not torch.equal(other.keep[1], base.keep[1])
     sp = masks_of(masking=dataclasses.replace(MASK, strategy="spatial_only"))
     assert torch.allclose(sp.scores[:, 1::2], base.scores[:, 1::2])                   # same odd criterion
+    tp = masks_of(masking=dataclasses.replace(MASK, strategy="temporal_only"))
+    assert torch.allclose(tp.scores[:, 0::2], base.scores[:, 0::2])                   # same even criterion
+    assert not torch.allclose(tp.scores[:, 1::2], base.scores[:, 1::2])
+    # motion: MAMP's per-patch motion of the token joints' input, in both branches
+    x = clips()
+    mo = masks_of(masking=dataclasses.replace(MASK, strategy="motion"), x=x)
+    seqs = x.permute(0, 4, 2, 3, 1).flatten(0, 1)[mo.actor_mask.flatten()][:, :, list(TOKEN_JOINTS)]
+    assert torch.allclose(mo.scores, motion_scores(patchify(seqs, TINY.t_patch)))
     # attention variant: only the temporal (even) branch's scores change
     rel = masks_of(masking=dataclasses.replace(MASK, attention="release"))
     assert not torch.allclose(rel.scores[:, 0::2], base.scores[:, 0::2])

@@ -94,6 +94,11 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     last = ckpt.load_checkpoint(tmp_path / "nan" / "checkpoints" / "last.pt")
     assert last["epoch"] == 1 and last["step"] == 2
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    # a bad first step: the message must not promise a checkpoint that was never written
+    calls["n"] = 3
+    with pytest.raises(HacmError, match=r"at epoch 0, step 0 .*no epoch finished, so there is no checkpoint"):
+        train.pretrain(cfg, tmp_path / "nan_first")
+    assert not (tmp_path / "nan_first" / "checkpoints").exists()
 
 
 def test_checkpoint_write_is_atomic(tmp_path):

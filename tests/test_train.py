@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -134,6 +136,37 @@ def test_a_run_directory_is_not_overwritten(toy_store, tmp_path):
     train.pretrain(cfg, tmp_path / "run")
     with pytest.raises(HacmError, match="already holds a run"):
         train.pretrain(cfg, tmp_path / "run")
+
+
+def test_tensorboard_gets_the_step_and_epoch_curves_when_installed(toy_store, tmp_path, monkeypatch):
+    scalars = []
+
+    class FakeSummaryWriter:
+        def __init__(self, log_dir):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, value, step))
+
+        def close(self):
+            scalars.append(("closed", None, None))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeSummaryWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    cfg = toy_config(toy_store.path, train={"epochs": 1, "max_steps_per_epoch": 2, "batch_size": 8,
+                                            "log_every": 1})
+    train.pretrain(cfg, tmp_path / "tb")
+    tags = {tag for tag, _, _ in scalars}
+    assert {"step/loss", "step/lr", "epoch/loss", "epoch/clips_per_s"} <= tags
+    assert not any(t.startswith("start/") for t in tags)                   # run facts are not curves
+    assert [s for tag, _, s in scalars if tag == "step/loss"] == [1, 2]    # x axis: optimiser steps
+    assert scalars[-1][0] == "closed"
+    # without tensorboard (the import fails) the run writes metrics.jsonl only
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    scalars.clear()
+    train.pretrain(cfg, tmp_path / "no_tb")
+    assert scalars == [] and load_run(tmp_path / "no_tb").rows("step")
 
 
 def test_protocol_mismatch_is_a_config_error(toy_store, tmp_path):

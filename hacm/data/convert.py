@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from hacm.data.classes import DATASET_CLASSES
 from hacm.data.denoise import centre, denoise
 from hacm.data.raw_ntu import parse_sample_name, parse_skeleton_file
-from hacm.errors import FormatError, HacmError
+from hacm.errors import FormatError, HacmError, make_dir
+from hacm.fileio import write_text_atomic
 from hacm.skeleton import NUM_JOINTS
 
 CHUNK_FILES = 256          # files per part: bounds memory per worker and the work lost to a kill
@@ -73,7 +74,9 @@ def ntu_class_names(raw_dir: Path, dataset: str | None) -> tuple[str, list[str]]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise HacmError(f"{synth}: expected a JSON object with 'dataset' and 'class_names': {e}") from None
     if dataset not in ("ntu60", "ntu120"):
-        raise HacmError(f"dataset {dataset!r}: expected 'ntu60' or 'ntu120' (no synth.json in {raw_dir})")
+        got = "none given" if dataset is None else f"got {dataset!r}"
+        raise HacmError(f"--dataset: expected 'ntu60' or 'ntu120' ({got}; {raw_dir} has no synth.json "
+                        f"naming the dataset)")
     return dataset, list(DATASET_CLASSES[dataset])
 
 
@@ -208,12 +211,6 @@ def read_missing_list(path) -> set[str]:
     return names
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_manifest(out_dir: Path, rows: list[dict], summary: dict) -> None:
     """manifest.jsonl (one row per input) and manifest_summary.json; counts must add up."""
     statuses = Counter(r["status"] for r in rows)
@@ -221,8 +218,8 @@ def write_manifest(out_dir: Path, rows: list[dict], summary: dict) -> None:
     if statuses["kept"] + statuses["dropped"] != len(rows) or sum(reasons.values()) != statuses["dropped"]:
         raise AssertionError(f"manifest does not account for every input: {statuses}, {reasons}")
     summary = summary | {"inputs": len(rows), "kept": statuses["kept"], "dropped": dict(sorted(reasons.items()))}
-    _write_text_atomic(out_dir / MANIFEST, "".join(json.dumps(r) + "\n" for r in rows))
-    _write_text_atomic(out_dir / MANIFEST_SUMMARY, json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(out_dir / MANIFEST, "".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(out_dir / MANIFEST_SUMMARY, json.dumps(summary, indent=1) + "\n")
 
 
 def error_messages(rows: list[dict]) -> list[str]:
@@ -264,7 +261,7 @@ def convert_ntu(raw_dir, out_dir, dataset: str | None = None, *, workers: int | 
     workers = max(1, int(workers or os.cpu_count() or 1))
 
     parts_dir = out_dir / PARTS_DIR
-    parts_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(parts_dir, "store directory")
     chunks, todo = [], []
     for c, start in enumerate(range(0, len(paths), chunk_size)):
         chunk_paths = paths[start:start + chunk_size]

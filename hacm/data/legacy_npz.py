@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hacm.data.store import BENCHMARKS, PARTS, SampleRecord, Store, StoreWriter
-from hacm.errors import HacmError
+from hacm.errors import HacmError, make_dir
 from hacm.skeleton import NUM_JOINTS
 
 LEGACY_FRAMES = 300
@@ -182,6 +182,9 @@ def export_npz(store: Store, benchmark: str, out_path, pad_to: int = LEGACY_FRAM
         copy_single_actor = benchmark.startswith("ntu120")
     parts = {part: store.split(benchmark, part) for part in PARTS}
     out_path = Path(out_path)
+    if out_path.is_dir():
+        raise HacmError(f"{out_path}: is a directory (expected the path of the .npz file to write)")
+    make_dir(out_path.parent, "directory of the .npz file")
     tmp = out_path.with_name(out_path.name + ".tmp")
     truncated = 0
     try:

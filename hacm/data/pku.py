@@ -59,10 +59,20 @@ def read_pku_skeleton(path) -> np.ndarray:
     return values.reshape(last, 2, NUM_JOINTS, 3)
 
 
+def _read_lines(path) -> list[str]:
+    """A text file's lines; bytes that are not UTF-8 are a FormatError at their line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode().splitlines()
+    except UnicodeDecodeError as e:
+        raise FormatError(path, data[:e.start].count(b"\n") + 1,
+                          f"expected UTF-8 text, found byte 0x{data[e.start]:02x}") from None
+
+
 def read_pku_labels(path, num_classes: int = len(PKU_MMD_CLASSES)) -> list[tuple[int, int, int]]:
     """label/<video>.txt -> [(0-based label, start, end)]; FormatError on a malformed line."""
     out = []
-    for i, line in enumerate(Path(path).read_text().splitlines()):
+    for i, line in enumerate(_read_lines(path)):
         if not line.strip():
             continue
         fields = [f.strip() for f in line.split(",")]
@@ -85,7 +95,7 @@ def read_pku_labels(path, num_classes: int = len(PKU_MMD_CLASSES)) -> list[tuple
 
 def read_pku_split(path) -> tuple[list[str], list[str]]:
     """Split file: line 2 = training videos, line 4 = test videos, comma-separated."""
-    lines = Path(path).read_text().splitlines()
+    lines = _read_lines(path)
     if len(lines) < 4:
         raise FormatError(path, len(lines) + 1, "expected 4 lines (title, training videos, title, test videos)")
     train, test = ([v.strip() for v in lines[i].split(",") if v.strip()] for i in (1, 3))

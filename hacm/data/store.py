@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hacm.errors import HacmError
+from hacm.errors import HacmError, make_dir
 from hacm.skeleton import NUM_JOINTS
 
 FORMAT_VERSION = 1
@@ -123,7 +125,7 @@ class StoreWriter:
         if len(class_names) == 0:
             raise HacmError("StoreWriter: class_names must not be empty")
         self.path = Path(out_dir)
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_dir(self.path, "store directory")
         self.dataset = dataset
         self.class_names = [str(c) for c in class_names]
         self._tmp = self.path / (FRAMES_FILE + ".tmp")
@@ -389,10 +391,12 @@ def _read_meta(path: Path) -> dict:
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):   # else np.load guesses a pickle and says so, which misleads
+        raise HacmError(f"{path}: not a .npz archive (truncated or corrupt; expected a zip of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise HacmError(f"{path}: cannot read: {e}") from None
 
 

@@ -26,7 +26,6 @@ camera). Any subset of the dataset is therefore reproducible and independent of 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,8 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from hacm.errors import HacmError
+from hacm.errors import HacmError, make_dir
+from hacm.fileio import write_text_atomic
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, SYMMETRY_PAIRS
 
 FPS = 30.0
@@ -722,14 +722,6 @@ def _select(classes: Sequence[str] | None) -> list[int]:
     return [i for i, n in enumerate(names) if n in set(classes)]
 
 
-def _atomic_write(path: Path, text: str) -> int:
-    data = text.encode()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return len(data)
-
-
 def write_synthetic(out_dir, *, seed: int = 0, performers: int = 10, replications: int = 2,
                     cameras: Sequence[int] = (1, 2, 3), classes: Sequence[str] | None = None,
                     min_frames: int = 40, max_frames: int = 110, sensor: SensorModel = SensorModel(),
@@ -750,8 +742,7 @@ def write_synthetic(out_dir, *, seed: int = 0, performers: int = 10, replication
     chosen = _select(classes)
     class_names = [ACTIONS[i].name for i in chosen]
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out_dir, "raw-file directory")
     jobs = [(p, r, label, c) for p in range(1, performers + 1) for r in range(1, replications + 1)
             for label in range(len(chosen)) for c in cameras]
     planned = {sample_name(1 + (p - 1) % 3, c, p, r, label + 1) + ".skeleton" for p, r, label, c in jobs}
@@ -774,8 +765,8 @@ def write_synthetic(out_dir, *, seed: int = 0, performers: int = 10, replication
             perf_key = (p, r, label)
         rec = record(perf, camera_view(seed, setup, c), np.random.default_rng([_SENSOR, seed, p, r, action, c]),
                      sensor)
-        summary.bytes += _atomic_write(out / f"{sample_name(setup, c, p, r, label + 1)}.skeleton",
-                                       format_skeleton(rec))
+        summary.bytes += write_text_atomic(out / f"{sample_name(setup, c, p, r, label + 1)}.skeleton",
+                                           format_skeleton(rec), fsync=False)   # regenerable: no fsync
         summary.num_files += 1
         summary.num_frames += rec.num_frames
         summary.lost_frames += rec.lost_frames.size
@@ -788,5 +779,5 @@ def write_synthetic(out_dir, *, seed: int = 0, performers: int = 10, replication
             "seed": seed, "performers": performers, "replications": replications, "cameras": list(cameras),
             "min_frames": min_frames, "max_frames": max_frames, "num_files": summary.num_files,
             "generator": "hacm.data.synth"}
-    _atomic_write(out / "synth.json", json.dumps(meta, indent=1) + "\n")
+    write_text_atomic(out / "synth.json", json.dumps(meta, indent=1) + "\n")
     return summary
