@@ -18,6 +18,7 @@ by `load_pretrained_encoder` through `hacm.model.load_mamp_state_dict`.
 from __future__ import annotations
 
 import argparse
+import pickle
 import random
 from pathlib import Path
 
@@ -42,16 +43,26 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     return write_atomic(path, lambda f: torch.save(state, f))
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Read a hacm checkpoint with `weights_only=True`; HacmError naming the file if it is not one."""
+def _torch_load(path: Path, allowed_classes=()) -> object:
+    """torch.load on the CPU with weights_only=True (never running code from a file), with one clear
+    message for a bad file instead of torch's (which suggests turning weights_only off)."""
+    try:
+        with torch.serialization.safe_globals(list(allowed_classes)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise HacmError(f"{path}: holds Python objects that a weights-only load refuses "
+                        "(hacm never runs code from a checkpoint)") from None
+    except Exception as exc:  # RuntimeError, EOFError, zipfile errors, ... for damaged files
+        raise HacmError(f"{path}: not a readable checkpoint (truncated, corrupt or not a PyTorch file; "
+                        f"{type(exc).__name__})") from None
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a hacm checkpoint onto the CPU; HacmError naming the file if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise HacmError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        raise HacmError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    state = _torch_load(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise HacmError(f"{path}: not a hacm checkpoint (no format marker {FORMAT!r})")
     if state.get("version") != VERSION:
@@ -103,15 +114,10 @@ def set_rng_state(state: dict) -> None:
 # Pre-trained encoders: hacm runs and original MAMP / HA-CM checkpoints
 
 
-def _load_any(path: Path) -> dict:
+def _load_any(path: Path) -> object:
     """A hacm or original-code checkpoint. MAMP stores its argparse.Namespace next to the weights;
     that one class is allowed, nothing else that executes code on load."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise HacmError(f"{path}: cannot read it as a checkpoint with weights_only=True "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return _torch_load(path, [argparse.Namespace])
 
 
 def load_pretrained_encoder(encoder: Encoder, path: str | Path, model_config=None) -> LoadReport:

@@ -84,6 +84,9 @@ def load_batch(path: str | Path) -> Batch:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f"{path}:{line + 1}" if line is not None else str(path)
         raise HacmError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError as exc:
+        raise HacmError(f"{path}: expected a UTF-8 text YAML file, found byte 0x{exc.object[exc.start]:02x} "
+                        f"at offset {exc.start}") from None
 
     def fail(fld: str, msg: str) -> HacmError:
         return HacmError(f"{path}: field '{fld}': {msg}")

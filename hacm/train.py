@@ -301,7 +301,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dic
     last = run_dir / ckpt.CHECKPOINT_DIR / "last.pt"
     state = None
     if resume:
-        state = ckpt.load_checkpoint(last, map_location="cpu")
+        state = ckpt.load_checkpoint(last)
         saved, now = _flatten(state["config"]), _flatten(to_dict(cfg))
         changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
         if changed:

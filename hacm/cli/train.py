@@ -68,7 +68,10 @@ def _expand(paths: list[str]) -> list[Path]:
     files = []
     for name in paths:
         p = Path(name)
-        files.extend(sorted(p.rglob("*.yaml")) if p.is_dir() else [p])
+        found = sorted(p.rglob("*.yaml")) if p.is_dir() else [p]
+        if not found:   # a mistyped folder must not pass as "0 of 0 resolved"
+            raise HacmError(f"{p}: directory holds no *.yaml config files")
+        files.extend(found)
     return files
 
 
