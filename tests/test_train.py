@@ -131,6 +131,20 @@ def test_semi_supervised_subset_and_bf16(toy_store, tmp_path):
     assert math.isfinite(summary["loss"]) and 0.0 <= summary["test_acc"] <= 1.0
 
 
+def test_finetune_loss_is_label_smoothed(toy_store, tmp_path):
+    # Same seed, model and first batch: the smoothed cross-entropy (1 - s) * CE + s * mean_c(-log p_c)
+    # is affine in s, so the first step's loss at s = 0.25 is the mean of those at 0 and 0.5.
+    first = {}
+    for s in (0.0, 0.25, 0.5):
+        cfg = toy_config(toy_store.path, "finetune", train={"epochs": 1, "warmup_epochs": 0, "max_steps_per_epoch": 1,
+                                                          "log_every": 1, "head_dropout": 0.0,
+                                                          "label_smoothing": s})
+        train.finetune(cfg, tmp_path / f"s{s}")
+        first[s] = load_run(tmp_path / f"s{s}").rows("step")[0]["loss"]
+    assert first[0.0] != pytest.approx(first[0.5], rel=1e-3)
+    assert first[0.25] == pytest.approx((first[0.0] + first[0.5]) / 2, rel=1e-5)
+
+
 def test_a_run_directory_is_not_overwritten(toy_store, tmp_path):
     cfg = toy_config(toy_store.path, train={"epochs": 1, "max_steps_per_epoch": 1})
     train.pretrain(cfg, tmp_path / "run")

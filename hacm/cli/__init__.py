@@ -12,18 +12,14 @@ from hacm.errors import HacmError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hacm.cli import data as data_cli
+    # The command modules import torch, models and notebooks lazily, inside each command.
+    from hacm.cli import data, report, train
 
-    parser = argparse.ArgumentParser(prog="hacm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="hacm", description="hacm: the HA-CM workbench for self-supervised skeleton action recognition "
+                                 "(data, pre-training, evaluation, notebook reports).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    data_cli.register(sub)
-    for name in ("train", "report"):
-        try:
-            module = __import__(f"hacm.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"hacm.cli.{name}":
-                raise
-            continue
+    for module in (data, train, report):
         module.register(sub)
     return parser
 
