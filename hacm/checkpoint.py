@@ -49,9 +49,11 @@ def _torch_load(path: Path, allowed_classes=()) -> object:
     try:
         with torch.serialization.safe_globals(list(allowed_classes)):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise HacmError(f"{path}: holds Python objects that a weights-only load refuses "
-                        "(hacm never runs code from a checkpoint)") from None
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise HacmError(f"{path}: holds Python objects that a weights-only load refuses "
+                            "(hacm never runs code from a checkpoint)") from None
+        raise HacmError(f"{path}: not a readable checkpoint (corrupt or not a PyTorch file)") from None
     except Exception as exc:  # RuntimeError, EOFError, zipfile errors, ... for damaged files
         raise HacmError(f"{path}: not a readable checkpoint (truncated, corrupt or not a PyTorch file; "
                         f"{type(exc).__name__})") from None

@@ -335,14 +335,10 @@ def resolve_config_path(name: str | Path) -> Path:
     raise ConfigError(f"{name}: no such config file (shipped configs: {available})")
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = (), notes: list[str] | None = None) -> RunConfig:
-    """Read a hacm or authors' (MAMP / HA-CM) YAML file, apply `--set` overrides, validate.
-
-    Decisions taken while mapping the authors' keys are appended to `notes` when given.
-    """
-    path = resolve_config_path(path)
+def read_yaml(path: Path):
+    """Parse a YAML file (configs, report batches); ConfigError naming the file (and line) if unreadable."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -352,7 +348,15 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), notes: list[str
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: expected a UTF-8 text YAML file, found byte 0x{exc.object[exc.start]:02x} "
                           f"at offset {exc.start}") from None
-    raw = raw or {}
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = (), notes: list[str] | None = None) -> RunConfig:
+    """Read a hacm or authors' (MAMP / HA-CM) YAML file, apply `--set` overrides, validate.
+
+    Decisions taken while mapping the authors' keys are appended to `notes` when given.
+    """
+    path = resolve_config_path(path)
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     sink = notes if notes is not None else []

@@ -1,10 +1,13 @@
-"""Atomic file writes: the one place hacm replaces a file, so a crash never leaves half a file."""
+"""File-system helpers: atomic writes (a crash never leaves half a file) and output directories
+that fail with a HacmError naming the path."""
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+from hacm.errors import HacmError
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> Path:
@@ -35,3 +38,17 @@ def write_text_atomic(path: str | Path, text: str, *, fsync: bool = True) -> int
     data = text.encode()
     write_atomic(path, lambda f: f.write(data), fsync=fsync)
     return len(data)
+
+
+def make_dir(path, what: str = "output directory"):
+    """`path.mkdir(parents=True, exist_ok=True)`, but a path that cannot be a directory (an existing
+    file, a read-only place) is a HacmError naming it rather than an OSError traceback."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise HacmError(f"{blocker}: exists and is not a directory (needed for the {what} {path})") from None
+    except OSError as e:
+        raise HacmError(f"{path}: cannot create the {what}: {e.strerror}") from None
+    return path

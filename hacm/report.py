@@ -38,10 +38,10 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
 from tqdm.auto import tqdm
 
 import hacm
+from hacm.config import read_yaml
 from hacm.errors import HacmError
 
 KERNEL_NAME = "hacm"
@@ -78,15 +78,7 @@ def load_batch(path: str | Path) -> Batch:
     path = Path(path)
     if not path.is_file():
         raise HacmError(f"{path}: batch file not found")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f"{path}:{line + 1}" if line is not None else str(path)
-        raise HacmError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError as exc:
-        raise HacmError(f"{path}: expected a UTF-8 text YAML file, found byte 0x{exc.object[exc.start]:02x} "
-                        f"at offset {exc.start}") from None
+    doc = read_yaml(path)
 
     def fail(fld: str, msg: str) -> HacmError:
         return HacmError(f"{path}: field '{fld}': {msg}")

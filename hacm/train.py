@@ -51,10 +51,10 @@ from hacm.config import RunConfig, to_dict, to_yaml
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.loader import make_loader
 from hacm.data.store import Store
-from hacm.errors import ConfigError, HacmError, make_dir
-from hacm.fileio import write_text_atomic
+from hacm.errors import ConfigError, HacmError
 from hacm.evaluate import (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, autocast, extract_features, knn_accuracy,
                            new_model, read_metrics)
+from hacm.fileio import make_dir, write_text_atomic
 from hacm.model import encoder_layer_id
 
 logger = logging.getLogger("hacm.train")

@@ -124,6 +124,9 @@ def test_checkpoints_load_weights_only(tmp_path):
     (tmp_path / "trunc.pt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(HacmError, match="trunc.pt: not a readable checkpoint \\(truncated, corrupt"):
         ckpt.load_checkpoint(tmp_path / "trunc.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")   # torch reports it as an unpickling error too
+    with pytest.raises(HacmError, match="garbage.pt: not a readable checkpoint"):
+        ckpt.load_checkpoint(tmp_path / "garbage.pt")
     torch.save({"model": {}}, tmp_path / "foreign.pt")
     with pytest.raises(HacmError, match="not a hacm checkpoint"):
         ckpt.load_checkpoint(tmp_path / "foreign.pt")

@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 from hacm.data.classes import DATASET_CLASSES
 from hacm.data.denoise import centre, denoise
 from hacm.data.raw_ntu import parse_sample_name, parse_skeleton_file
-from hacm.errors import FormatError, HacmError, make_dir
-from hacm.fileio import write_text_atomic
+from hacm.errors import FormatError, HacmError
+from hacm.fileio import make_dir, write_text_atomic
 from hacm.skeleton import NUM_JOINTS
 
 CHUNK_FILES = 256          # files per part: bounds memory per worker and the work lost to a kill

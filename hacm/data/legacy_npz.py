@@ -24,7 +24,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hacm.data.store import BENCHMARKS, PARTS, SampleRecord, Store, StoreWriter
-from hacm.errors import HacmError, make_dir
+from hacm.errors import HacmError
+from hacm.fileio import make_dir
 from hacm.skeleton import NUM_JOINTS
 
 LEGACY_FRAMES = 300

@@ -31,7 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hacm.errors import HacmError, make_dir
+from hacm.errors import HacmError
+from hacm.fileio import make_dir
 from hacm.skeleton import NUM_JOINTS
 
 FORMAT_VERSION = 1

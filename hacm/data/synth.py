@@ -34,8 +34,8 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from hacm.errors import HacmError, make_dir
-from hacm.fileio import write_text_atomic
+from hacm.errors import HacmError
+from hacm.fileio import make_dir, write_text_atomic
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, SYMMETRY_PAIRS
 
 FPS = 30.0
