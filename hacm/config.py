@@ -28,7 +28,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
@@ -71,6 +71,7 @@ class TrainConfig:
     amp: Literal["off", "bf16"] = "off"      # bf16 autocast (GPU, and CPUs with AMX)
     seed: int = 0
     checkpoint_every: int = 20               # epochs between checkpoints/epoch_NNNN.pt (0 = never)
+    eval_every: int = 1                      # linprobe/finetune: epochs between test evaluations (and the last)
     log_every: int = 10                      # steps between metrics.jsonl step records
     device: Literal["auto", "cpu", "cuda"] = "auto"
     pretrained: str | None = None            # hacm run dir / checkpoint, or an original MAMP .pth
@@ -260,7 +261,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"data.subset_fraction: expected a fraction in (0, 1], got {d.subset_fraction}")
     if d.num_workers is not None and d.num_workers < 0:
         raise ConfigError(f"data.num_workers: expected >= 0, got {d.num_workers}")
-    positive = {"train.batch_size": t.batch_size, "train.log_every": t.log_every}
+    positive = {"train.batch_size": t.batch_size, "train.log_every": t.log_every, "train.eval_every": t.eval_every}
     for key, v in positive.items():
         if v <= 0:
             raise ConfigError(f"{key}: expected a positive integer, got {v}")
@@ -306,10 +307,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def apply_overrides(d: dict, overrides: Sequence[str]) -> dict:
+def apply_overrides(d: dict, overrides: Sequence[str] | Mapping[str, Any]) -> dict:
+    """Overrides on a nested config dict: `--set` texts ["a.b=value", ...] (values parsed as YAML)
+    or a mapping {"a.b": value} of Python values (notebooks, batch parameters)."""
+    items = ((k.split("."), v, f"{k}={v!r}") for k, v in overrides.items()) if isinstance(overrides, Mapping) \
+        else ((*parse_override(text), text) for text in overrides)
     out = _deep_merge({}, d)
-    for text in overrides:
-        path, value = parse_override(text)
+    for path, value, text in items:
         node = out
         for part in path[:-1]:
             if not isinstance(node.get(part, {}), dict):
@@ -350,8 +354,10 @@ def read_yaml(path: Path):
                           f"at offset {exc.start}") from None
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = (), notes: list[str] | None = None) -> RunConfig:
-    """Read a hacm or authors' (MAMP / HA-CM) YAML file, apply `--set` overrides, validate.
+def load_config(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = (),
+                notes: list[str] | None = None) -> RunConfig:
+    """Read a hacm or authors' (MAMP / HA-CM) YAML file, apply overrides (`--set` texts or a
+    {"a.b": value} mapping), validate.
 
     Decisions taken while mapping the authors' keys are appended to `notes` when given.
     """

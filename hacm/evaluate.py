@@ -4,7 +4,7 @@ Everything here works on a model in memory or on a run directory / checkpoint fi
 calls serve `hacm knn`, the training loop and the notebooks:
 
     run = load_run("runs/ft")                       # config, metrics rows, summary, checkpoints
-    model = run.load_model("best")                  # ActionClassifier / HACM in eval mode
+    model = run.load_model()                        # last checkpoint: ActionClassifier / HACM in eval mode
     cm, names = confusion_matrix("runs/ft", test_set)
     feats, labels = extract_features("runs/pt", test_set)
     knn_accuracy(train_feats, train_labels, test_feats, test_labels, k=(20, 1))
@@ -24,14 +24,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hacm import checkpoint as ckpt
-from hacm.config import RunConfig, from_dict, load_config
+from hacm.config import RunConfig, from_dict, load_config, to_dict
 from hacm.data.loader import make_loader
 from hacm.errors import FormatError, HacmError
+from hacm.fileio import write_atomic
 from hacm.model import HACM, ActionClassifier, Encoder, actor_mean
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
+PREDICTIONS_FILE = "predictions.npz"      # test labels and per-clip predictions of the final model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -47,12 +49,10 @@ def new_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     return ActionClassifier(cfg.model, num_classes, protocol, head_dropout=cfg.train.head_dropout)
 
 
-def model_from_checkpoint(path: str | Path, which: str | None = None, device="cpu") -> nn.Module:
-    """A hacm run directory (checkpoints/<which>.pt; default best.pt if the run has one, else
-    last.pt) or a checkpoint file -> its model, in eval mode."""
+def model_from_checkpoint(path: str | Path, which: str = "last", device="cpu") -> nn.Module:
+    """A hacm run directory (checkpoints/<which>.pt; default last.pt: best.pt is the epoch with the
+    best test accuracy, selected on the test set) or a checkpoint file -> its model, in eval mode."""
     path = Path(path)
-    if which is None:
-        which = "best" if (path / ckpt.CHECKPOINT_DIR / "best.pt").is_file() else "last"
     state = ckpt.load_checkpoint(ckpt.find_checkpoint(path, which))
     model = new_model(from_dict(state["config"]), len(state["class_names"]))
     model.load_state_dict(state["model"])
@@ -217,6 +217,26 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return rows
 
 
+def write_predictions(run_dir: str | Path, labels: np.ndarray, predictions: dict[str, np.ndarray]) -> Path:
+    """predictions.npz: `labels` [N] and each named prediction [N] (e.g. "pred", "knn20"), the test
+    clips in dataset order. The paired statistics between runs (hacm.stats) read these."""
+    arrays = {"labels": np.asarray(labels, dtype=np.int64),
+              **{k: np.asarray(v, dtype=np.int64) for k, v in predictions.items()}}
+    for name, a in arrays.items():
+        if a.shape != arrays["labels"].shape:
+            raise HacmError(f"predictions {name!r}: {a.shape[0]} values for {arrays['labels'].shape[0]} test clips")
+    return write_atomic(Path(run_dir) / PREDICTIONS_FILE, lambda f: np.savez(f, **arrays))
+
+
+def read_predictions(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a run's predictions.npz (labels and predictions)."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        raise HacmError(f"{run_dir}: no {PREDICTIONS_FILE} (written when a linprobe / finetune / knn run ends)")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
 @dataclass
 class Run:
     """What a run directory holds, for notebooks and reports."""
@@ -230,11 +250,37 @@ class Run:
         """metrics records of one kind: "epoch", "step", "knn", "start"."""
         return [r for r in self.metrics if r.get("kind") == kind]
 
-    def load_model(self, which: str | None = None, device="cpu") -> nn.Module:
-        """The model of a checkpoint (default: best for classifiers, last for pre-training)."""
-        if which is not None and which not in self.checkpoints:
+    def predictions(self) -> dict[str, np.ndarray]:
+        """Test labels and per-clip predictions of the final model (`read_predictions`)."""
+        return read_predictions(self.path)
+
+    def load_model(self, which: str = "last", device="cpu") -> nn.Module:
+        """The model of a checkpoint (default: the last one; "best" is selected on the test set)."""
+        if which not in self.checkpoints:
             raise HacmError(f"{self.path}: no checkpoint {which!r} (have: {', '.join(self.checkpoints) or 'none'})")
         return model_from_checkpoint(self.path, which, device=device)
+
+
+# keys that say where and how fast a run computed, not what: a finished run is reused across them
+_PLACEMENT_KEYS = {("train", "device"), ("data", "num_workers")}
+
+
+def finished_run(run_dir: str | Path, cfg: RunConfig) -> bool:
+    """True when run_dir holds a finished run of exactly `cfg`; False when it holds no run (or one
+    that stopped before the end: resume it); HacmError when it holds a run of another config, naming
+    the keys that differ (results of different settings must never be mixed up)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        return False
+    saved, want = to_dict(load_config(run_dir / CONFIG_FILE)), to_dict(cfg)
+    diff = [f"{section}.{k}" for section, values in want.items() if isinstance(values, dict)
+            for k in values if (section, k) not in _PLACEMENT_KEYS and saved.get(section, {}).get(k) != values[k]]
+    if saved["protocol"] != want["protocol"]:
+        diff.insert(0, "protocol")
+    if diff:
+        raise HacmError(f"{run_dir}: holds a run with another config ({', '.join(diff)} differ); "
+                        "choose another directory or delete it")
+    return (run_dir / SUMMARY_FILE).is_file()
 
 
 def load_run(run_dir: str | Path) -> Run:

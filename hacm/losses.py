@@ -1,32 +1,102 @@
-"""HA-CM pre-training losses (method.md 7-8); computed in float32 also under bf16 autocast."""
+"""HA-CM pre-training losses (method.md 7-8); computed in (at least) float32 also under bf16 autocast."""
 from __future__ import annotations
 
+import warnings
+
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from .errors import ConfigError
+
+CC_SIMILARITIES = ("cosine", "release")
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Reconstruction: pred, target [S, L, P]; mask [S, L] True where masked. MSE over masked tokens only."""
-    per_token = (pred.float() - target.float()).pow(2).mean(-1)                   # [S, L]
-    mask = mask.float()
+    per_token = (_at_least_float32(pred) - _at_least_float32(target)).pow(2).mean(-1)   # [S, L]
+    mask = mask.to(per_token.dtype)
     return (per_token * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def _to_identity(a: Tensor, b: Tensor) -> Tensor:
-    """Row-softmax of the N x N similarity a b^T, regressed to the identity (each row finds itself)."""
-    sim = torch.softmax(a @ b.T, dim=-1)                                            # [N, N]
-    return F.mse_loss(sim, torch.eye(len(a), device=a.device, dtype=sim.dtype))
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
-def cross_contrast(z_odd: Tensor, z_even: Tensor, z_all: Tensor, odd_even_term: bool = False) -> Tensor:
-    """Cross-contrast: pooled encoder outputs per sequence [N, D] of the odd (spatial) branch, the even
-    (temporal) branch and both. Odd vs all + even vs all (paper Figure 2) [+ even vs odd, the release]."""
-    z_odd, z_even, z_all = z_odd.float(), z_even.float(), z_all.float()
-    loss = _to_identity(z_odd, z_all) + _to_identity(z_even, z_all)
+def gather_rows(z: Tensor) -> tuple[Tensor, int]:
+    """This rank's rows z [n, D] -> the rows of every rank [N, D] in rank order, and where this
+    rank's rows start. Gradients flow back to each rank's own rows (torch.distributed.nn);
+    ranks may hold different numbers of rows (absent actors are skipped), so rows are padded
+    to the largest count for the collective and unpadded after it."""
+    rank, world = _world()
+    if world == 1:
+        return z, 0
+    counts = [torch.zeros(1, dtype=torch.int64, device=z.device) for _ in range(world)]
+    dist.all_gather(counts, torch.tensor([z.shape[0]], device=z.device))
+    counts = [int(c) for c in counts]
+    padded = F.pad(z, (0, 0, 0, max(counts) - z.shape[0]))
+    with warnings.catch_warnings():
+        # torch 2.13 points to a private replacement; this is the documented autograd-aware gather
+        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather is deprecated",
+                                FutureWarning)
+        parts = dist_nn.all_gather(padded)
+    return torch.cat([p[:n] for p, n in zip(parts, counts)]), sum(counts[:rank])
+
+
+def _to_identity(rows: Tensor, columns: Tensor, start: int, similarity: str, temperature: float) -> Tensor:
+    """Row-softmax of the similarities of this rank's rows [n, D] to every sequence of the global
+    batch [N, D], regressed to the identity (each row finds itself at column start + i).
+
+    Returns the squared error summed over this rank's rows / N^2: the ranks' values add up to the
+    MSE over the global N x N matrix that one process with the whole batch computes.
+    """
+    if similarity == "cosine":
+        logits = F.normalize(rows, dim=-1) @ F.normalize(columns, dim=-1).T / temperature   # [n, N]
+    elif similarity == "release":
+        logits = rows @ columns.T
+    else:
+        raise ConfigError(f"model.cc_similarity: expected one of {', '.join(CC_SIMILARITIES)}, got {similarity!r}")
+    n, N = logits.shape
+    target = torch.zeros_like(logits)
+    target[torch.arange(n), start + torch.arange(n)] = 1.0
+    return (torch.softmax(logits, dim=-1) - target).pow(2).sum() / (N * N)
+
+
+def cross_contrast(z_odd: Tensor, z_even: Tensor, z_all: Tensor, *, similarity: str = "cosine",
+                   temperature: float = 0.1, odd_even_term: bool = False) -> Tensor:
+    """Cross-contrast of pooled encoder outputs per sequence [n, D]: odd (spatial) branch vs all
+    and even (temporal) branch vs all (paper Figure 2) [+ even vs odd, the release].
+
+    similarity "release": raw dot products, as the authors' code; with LayerNorm-ed pooled vectors
+    (norm about sqrt(D)) the row softmax is saturated from the first step and the term has almost
+    no gradient. "cosine": cosine similarity / temperature, the standard remedy.
+    Under torch.distributed the columns span the global batch and the returned value is this
+    rank's share times the world size, so that DDP's gradient averaging gives exactly the
+    gradient of the global-batch loss (and the mean of the ranks' values is that loss).
+    """
+    z_odd, z_even, z_all = (_at_least_float32(z) for z in (z_odd, z_even, z_all))
+    _, world = _world()
+    all_columns, start = gather_rows(z_all)
+    loss = (_to_identity(z_odd, all_columns, start, similarity, temperature)
+            + _to_identity(z_even, all_columns, start, similarity, temperature))
     if odd_even_term:
-        loss = loss + _to_identity(z_even, z_odd)
-    return loss
+        loss = loss + _to_identity(z_even, gather_rows(z_odd)[0], start, similarity, temperature)
+    return loss * world
+
+
+def uniform_cross_contrast(n: int, terms: int = 2) -> float:
+    """The cross-contrast of uniform rows (every similarity equal) for a batch of n sequences:
+    what a term that has learnt nothing, and is not saturated, reads at initialisation. Each row
+    contributes (1 - 1/n)^2 + (n - 1) / n^2 = (n - 1) / n, over n rows and n^2 entries."""
+    return terms * (n - 1) / n ** 2
 
 
 def total_loss(loss_cc: Tensor, loss_rec: Tensor, cc_weight: float) -> Tensor:

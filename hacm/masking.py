@@ -7,11 +7,14 @@ time-major: flat position p = t * V + v. Masking works in three steps:
    and odd time patches the spatial branch; without it there is one branch over all patches.
 2. Scores: each branch's criterion gives one score per token of the branch (`hierarchy_scores`,
    `attention_scores`, `motion_scores`; `random` scores nothing and samples uniformly).
-3. Sampling (`gumbel_topk`): each branch keeps k = round((1 - mask_ratio) * L_branch) tokens;
-   `keep_positions` returns them as flat grid positions, so the decoder can put every kept
-   token back at its own (time, joint) slot (`restore`), unlike the release (method.md 7).
+3. Sampling (`sample_keep`): each branch's scores become keep probabilities (`keep_log_probs`:
+   the release's or a standardised normalisation, then / tau) and Gumbel-Max top-k keeps
+   k = round((1 - mask_ratio) * L_branch) tokens, returned as flat grid positions, so the decoder
+   can put every kept token back at its own (time, joint) slot (`restore`), unlike the release
+   (method.md 7). `keep_spread` says how far the draw is from random masking.
 
-The criteria only decide which tokens are kept, so they run without gradient and in float32.
+The criteria only decide which tokens are kept, so they run without gradient, in float64 (the
+hierarchy criterion measures distances near the rim of the ball).
 """
 from __future__ import annotations
 
@@ -27,6 +30,18 @@ from .geometry import Geometry
 
 STRATEGIES = ("hacm", "spatial_only", "temporal_only", "motion", "random")
 ATTENTION_VARIANTS = ("standard", "release")
+NORMALISATIONS = ("standard", "release")
+
+# What a strategy means when a key is not given: a strategy name brings its method's settings, so
+# "motion" is MAMP (masks the high-motion tokens over all patches, MAMP's normalisation) and
+# "random" is MAE (one branch), not HA-CM's settings with another criterion.
+STRATEGY_DEFAULTS = {
+    "hacm": dict(keep_high=True, cross_grouping=True, normalise="standard"),
+    "spatial_only": dict(keep_high=True, cross_grouping=True, normalise="standard"),
+    "temporal_only": dict(keep_high=True, cross_grouping=True, normalise="standard"),
+    "motion": dict(keep_high=False, cross_grouping=False, normalise="release"),
+    "random": dict(keep_high=True, cross_grouping=False, normalise="release"),
+}
 
 
 @dataclass
@@ -34,17 +49,25 @@ class MaskingConfig:
     strategy: str = "hacm"        # hacm | spatial_only | temporal_only | motion | random
     mask_ratio: float = 0.9
     tau: float = 0.9
-    keep_high: bool = True        # keep high-score tokens (HA-CM release); False masks them (MAMP)
-    cross_grouping: bool = True   # odd/even time-patch branches (hacm); off -> one branch over all patches
+    # None: the strategy's own value (STRATEGY_DEFAULTS)
+    keep_high: bool | None = None        # keep high-score tokens (HA-CM release); False masks them (MAMP)
+    cross_grouping: bool | None = None   # odd/even time-patch branches; off -> one branch over all patches
+    normalise: str | None = None         # standard: (s - mean) / std / tau | release: s / (tau * max|s|)
     attention: str = "standard"   # standard (softmax over time, 1/sqrt(d)) | release (softmax over joints, *sqrt(d))
     parent_weight: float = 0.01
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"masking.strategy: expected one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        for key, value in STRATEGY_DEFAULTS[self.strategy].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
         if self.attention not in ATTENTION_VARIANTS:
             raise ConfigError(f"masking.attention: expected one of {', '.join(ATTENTION_VARIANTS)}, "
                               f"got {self.attention!r}")
+        if self.normalise not in NORMALISATIONS:
+            raise ConfigError(f"masking.normalise: expected one of {', '.join(NORMALISATIONS)}, "
+                              f"got {self.normalise!r}")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ConfigError(f"masking.mask_ratio: expected a number in [0, 1), got {self.mask_ratio!r}")
         if not self.tau > 0:
@@ -103,10 +126,11 @@ def restore(kept: Tensor, keep: Tensor, fill: Tensor, length: int) -> Tensor:
 def hierarchy_scores(points: Tensor, parent_point: Tensor, geometry: Geometry, parent_weight: float) -> Tensor:
     """Spatial criterion (method.md 4): place of each joint in the skeleton hierarchy.
 
-    points [S, TP, V, D] token points on the manifold; parent_point [S, TP, D] per time patch.
+    points [S, TP, V, D'] the tokens' measuring points (`geometry.points`, float64, exact near the
+    rim); parent_point [S, TP, D'] per time patch.
     score(t, w) = sum_v dist(h_tv, h_tw) + parent_weight * dist(f_t, h_tw)  -> [S, TP, V]
     """
-    pairwise = geometry.dist(points.unsqueeze(-2), points.unsqueeze(-3))           # [S, TP, V, V]
+    pairwise = geometry.pairwise_dist(points)                                       # [S, TP, V, V]
     to_parent = geometry.dist(points, parent_point.unsqueeze(-2))                   # [S, TP, V]
     return pairwise.sum(-2) + parent_weight * to_parent
 
@@ -160,31 +184,55 @@ class TemporalProjections(nn.Module):
 # Sampling
 
 
-def gumbel_topk(scores: Tensor, keep: int, tau: float, generator: torch.Generator | None = None,
-                keep_high: bool = True) -> Tensor:
-    """Gumbel-Max top-k (method.md 6): sample `keep` of the L tokens without replacement, p ~ softmax.
+def keep_log_probs(scores: Tensor, tau: float, normalise: str) -> Tensor:
+    """log p of the Gumbel-Max keep distribution (method.md 6): scores [S, L] -> [S, L].
 
-    scores [S, L] -> indices [S, keep]. Scores are normalised s / (tau * max|s|), so tau -> 0 gives
-    deterministic top-k and large tau uniform sampling; max|s| (not max s) keeps the order right for
-    non-positive scores, and all-zero scores give uniform sampling. keep_high=False keeps the
-    lowest keys (MAMP: masks the likely tokens). Noise comes from `generator` for reproducibility.
+    release: s / (tau * max|s|) (MAMP, the HA-CM release): the logits span at most 2 / tau, and
+      scores with a large common offset (distances, attention sums) span far less, so the masks are
+      close to random whatever tau is. max|s| rather than max s keeps the order right for
+      non-positive scores.
+    standard: (s - mean) / std / tau per row (one sequence, one branch): tau sets the spread.
+    Equal scores give uniform sampling under both.
     """
-    scores = scores.float()
-    scale = scores.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
-    log_p = torch.log_softmax(scores / (tau * scale), dim=-1)                       # [S, L]
-    device = generator.device if generator is not None else scores.device
-    u = torch.rand(scores.shape, generator=generator, device=device).to(scores.device)
-    gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+    scores = scores.double()
+    if normalise == "standard":
+        centred = scores - scores.mean(-1, keepdim=True)
+        std = scores.std(-1, unbiased=False, keepdim=True)
+        logits = torch.where(std > 0, centred / std.clamp_min(torch.finfo(std.dtype).tiny), 0.0)
+    elif normalise == "release":
+        logits = scores / scores.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
+    else:
+        raise ConfigError(f"masking.normalise: expected one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
+    return torch.log_softmax(logits / tau, dim=-1)
+
+
+def keep_spread(log_p: Tensor) -> Tensor:
+    """max p / min p of each row [S, L] -> [S]: 1 is random masking, larger means the criterion acts."""
+    return (log_p.amax(-1) - log_p.amin(-1)).exp()
+
+
+def gumbel_topk(log_p: Tensor, keep: int, generator: torch.Generator | None = None,
+                keep_high: bool = True) -> Tensor:
+    """Gumbel-Max top-k: sample `keep` of the L tokens without replacement with probabilities p.
+
+    log_p [S, L] (`keep_log_probs`) -> indices [S, keep]. keep_high=False keeps the lowest keys
+    (MAMP: masks the likely tokens). Noise comes from `generator` for reproducibility.
+    """
+    device = generator.device if generator is not None else log_p.device
+    u = torch.rand(log_p.shape, generator=generator, device=device, dtype=torch.float64).to(log_p.device)
+    gumbel = -torch.log(-torch.log(u.clamp(1e-300, 1.0 - 1e-16)))
     key = log_p + gumbel
     return torch.topk(key if keep_high else -key, keep, dim=-1, sorted=False).indices
 
 
 def sample_keep(branch_scores: list[Tensor], positions: list[Tensor], cfg: MaskingConfig,
-                generator: torch.Generator | None) -> tuple[Tensor, ...]:
-    """Per branch: scores [S, L_b] and flat grid positions [L_b] -> kept positions [S, k_b], sorted."""
-    keeps = []
+                generator: torch.Generator | None) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """Per branch: scores [S, L_b] and flat grid positions [L_b] -> kept positions [S, k_b] (sorted)
+    and the log keep-probabilities [S, L_b] they were drawn from (`keep_log_probs`)."""
+    keeps, log_ps = [], []
     for scores, pos in zip(branch_scores, positions):
-        k = num_keep(len(pos), cfg.mask_ratio)
-        idx = gumbel_topk(scores, k, cfg.tau, generator, cfg.keep_high)              # [S, k_b]
+        log_p = keep_log_probs(scores, cfg.tau, cfg.normalise)                      # [S, L_b]
+        idx = gumbel_topk(log_p, num_keep(len(pos), cfg.mask_ratio), generator, cfg.keep_high)  # [S, k_b]
         keeps.append(pos.to(idx.device)[idx].sort(-1).values)
-    return tuple(keeps)
+        log_ps.append(log_p)
+    return tuple(keeps), tuple(log_ps)

@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from . import losses
 from .errors import ConfigError, HacmError
-from .geometry import GEOMETRIES, make_geometry
+from .geometry import DEFAULT_BALL_EPS, GEOMETRIES, make_geometry
 from .masking import (MaskingConfig, TemporalProjections, attention_scores, branch_patches, branch_positions,
-                      hierarchy_scores, masked_grid, motion_scores, num_keep, restore, sample_keep)
+                      hierarchy_scores, keep_spread, masked_grid, motion_scores, num_keep, restore, sample_keep)
 from .skeleton import NUM_JOINTS, TRUNK_JOINTS, joint_set
 
 PROTOCOLS = ("linprobe", "finetune")
@@ -41,8 +41,12 @@ class ModelConfig:
     drop_path: float = 0.0
     geometry: str = "poincare"      # poincare | euclidean: where tokens live before the blocks
     curvature: float = 1.0
+    ball_eps: float = DEFAULT_BALL_EPS   # projection margin inside the rim (release: 1e-5); see geometry.py
+    clip_radius: float | None = None     # feature clipping of |e| before the map (Guo et al. 2022); None = off
     motion_expmap: bool = True      # pass the motion target through expmap0 (release) or not
     cc_weight: float = 0.5          # alpha in alpha*L_cc + (1-alpha)*L_rec ; 0 disables cross-contrast
+    cc_similarity: str = "cosine"   # cosine (/ cc_temperature) | release (raw dot products: saturated)
+    cc_temperature: float = 0.1     # softmax temperature of the cosine cross-contrast
     cc_odd_even_term: bool = False  # the release's third (odd vs even) similarity term
 
     def __post_init__(self):
@@ -59,6 +63,15 @@ class ModelConfig:
             raise ConfigError(f"model.geometry: expected one of {', '.join(GEOMETRIES)}, got {self.geometry!r}")
         if not 0.0 <= self.cc_weight <= 1.0:
             raise ConfigError(f"model.cc_weight: expected a number in [0, 1], got {self.cc_weight!r}")
+        if self.cc_similarity not in losses.CC_SIMILARITIES:
+            raise ConfigError(f"model.cc_similarity: expected one of {', '.join(losses.CC_SIMILARITIES)}, "
+                              f"got {self.cc_similarity!r}")
+        if not self.cc_temperature > 0:
+            raise ConfigError(f"model.cc_temperature: expected a positive number, got {self.cc_temperature!r}")
+        if not 0.0 < self.ball_eps < 1.0:
+            raise ConfigError(f"model.ball_eps: expected a number in (0, 1), got {self.ball_eps!r}")
+        if self.clip_radius is not None and not self.clip_radius > 0:
+            raise ConfigError(f"model.clip_radius: expected a positive number or null, got {self.clip_radius!r}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"model.drop_path: expected a number in [0, 1), got {self.drop_path!r}")
 
@@ -182,7 +195,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.geometry = make_geometry(cfg.geometry, cfg.curvature)
+        self.geometry = make_geometry(cfg.geometry, cfg.curvature, cfg.ball_eps, cfg.clip_radius)
         # Not persistent: the state dict stays exactly MAMP's.
         self.register_buffer("joints", torch.tensor(joint_set(cfg.prune)), persistent=False)
         self.joints_embed = JointsEmbed(cfg.dim_in, cfg.dim, cfg.t_patch)
@@ -215,7 +228,7 @@ class Encoder(nn.Module):
         """All tokens of the present actors: x [N, C, T, 25, M] -> features [S, TP, V, D], actor_mask [N, M]."""
         self.check_input(x)
         seqs, actor_mask = split_actors(x)
-        tokens = self.geometry.to_manifold(self.embed(seqs))                         # [S, TP, V, D]
+        tokens = self.geometry.expmap0(self.embed(seqs))                             # [S, TP, V, D]
         S, TP, V, D = tokens.shape
         return self.forward_tokens(tokens.reshape(S, TP * V, D)).view(S, TP, V, D), actor_mask
 
@@ -240,6 +253,18 @@ class MaskInfo:
     patches: tuple[Tensor, ...]      # per branch: its time-patch indices
     criteria: tuple[str, ...]        # per branch: hierarchy | attention | motion | random
     actor_mask: Tensor               # [N, M] which actors are present (rows of S)
+    log_p: Tensor                    # [S, TP, V] float64 log keep-probability of each token within its branch
+
+    def spread(self) -> tuple[Tensor, ...]:
+        """Per branch [S]: max p / min p of the keep distribution (1 = random masking)."""
+        return tuple(keep_spread(self.log_p[:, p].flatten(1)) for p in self.patches)
+
+    def spread_by_criterion(self) -> dict[str, float]:
+        """Mean keep-probability spread over sequences, per criterion (both branches pooled)."""
+        out: dict[str, list[Tensor]] = {}
+        for crit, spread in zip(self.criteria, self.spread()):
+            out.setdefault(crit, []).append(spread)
+        return {crit: torch.cat(v).mean().item() for crit, v in out.items()}
 
 
 @dataclass
@@ -252,6 +277,7 @@ class PretrainOutput:
     target: Tensor                   # [S, TP*V, t_patch*C]
     keep: tuple[Tensor, ...] = field(default_factory=tuple)   # per branch [S, k_b]
     actor_mask: Tensor | None = None                          # [N, M]
+    keep_spread: dict[str, float] = field(default_factory=dict)   # criterion -> mean max p / min p
 
 
 def patchify(x: Tensor, t_patch: int) -> Tensor:
@@ -296,29 +322,31 @@ class HACM(nn.Module):
 
     # -- masking ------------------------------------------------------------------------------
 
-    def trunk_points(self, seqs: Tensor) -> tuple[Tensor, Tensor]:
-        """The trunk joints and their parent point as the hierarchy criterion sees them.
+    def trunk_embeddings(self, seqs: Tensor) -> tuple[Tensor, Tensor]:
+        """The trunk joints as the hierarchy criterion sees them, as Euclidean embeddings.
 
         seqs [S, T, 25, C] -> trunk conv embeddings [S, TP, 7, D] (no positional embedding, as the
-        release) and the parent point [S, TP, D]: their mean in the tangent space at the origin,
-        then mapped -- a point of the manifold, unlike the release's Euclidean mean of ball points.
+        release) and the parent point's embedding [S, TP, D]: their mean in the tangent space at
+        the origin, so its map is a point of the manifold (unlike the release's Euclidean mean of
+        ball points). Measure with `geometry.points`.
         """
         trunk = self.encoder.joints_embed(seqs[:, :, self.trunk].float())              # [S, TP, 7, D]
-        return trunk, self.encoder.geometry.to_manifold(trunk.mean(-2))
+        return trunk, trunk.mean(-2)
 
     @torch.no_grad()
-    def _mask(self, seqs: Tensor, tokens: Tensor, points: Tensor, actor_mask: Tensor,
-              generator: torch.Generator | None, mcfg: MaskingConfig) -> MaskInfo:
-        """seqs [S, T, 25, C], tokens (Euclidean) and points (manifold) [S, TP, V, D] -> MaskInfo."""
+    def _mask(self, seqs: Tensor, tokens: Tensor, actor_mask: Tensor, generator: torch.Generator | None,
+              mcfg: MaskingConfig) -> MaskInfo:
+        """seqs [S, T, 25, C] and Euclidean token embeddings [S, TP, V, D] -> MaskInfo."""
         cfg, geometry = self.cfg, self.encoder.geometry
         with torch.autocast(seqs.device.type, enabled=False):
-            tokens, points = tokens.float(), points.float()
+            tokens = tokens.float()
             S, TP, V, _ = tokens.shape
             patches = branch_patches(TP, mcfg.cross_grouping)
             criteria = mcfg.branch_criteria()
-            scores = tokens.new_zeros(S, TP, V)
+            scores = tokens.new_zeros(S, TP, V, dtype=torch.float64)
             if "hierarchy" in criteria:
-                parent_point = self.trunk_points(seqs)[1]                            # [S, TP, D]
+                points = geometry.points(tokens)                                     # [S, TP, V, D'] float64
+                parent_point = geometry.points(self.trunk_embeddings(seqs)[1])       # [S, TP, D']
             if "motion" in criteria:
                 # over the whole grid, then per branch: "since the previous time patch" must not
                 # become "since the previous patch of the branch" under cross grouping
@@ -336,11 +364,14 @@ class HACM(nn.Module):
                     s = motion[:, p]
                 else:                                  # random: equal scores -> uniform sampling
                     s = tokens.new_zeros(S, len(p), V)
-                scores[:, p] = s
+                scores[:, p] = s.double()
             positions = [branch_positions(p, V).to(seqs.device) for p in patches]
-            keep = sample_keep([scores.flatten(1)[:, pos] for pos in positions], positions, mcfg, generator)
+            keep, log_ps = sample_keep([scores.flatten(1)[:, pos] for pos in positions], positions, mcfg, generator)
+            log_p = torch.zeros_like(scores).flatten(1)
+            for pos, lp in zip(positions, log_ps):
+                log_p[:, pos] = lp
         mask = masked_grid(torch.cat(keep, 1), TP * V).view(S, TP, V)
-        return MaskInfo(keep, mask, scores, patches, criteria, actor_mask)
+        return MaskInfo(keep, mask, scores, patches, criteria, actor_mask, log_p.view(S, TP, V))
 
     @torch.no_grad()
     def masks(self, x: Tensor, generator: torch.Generator | None = None,
@@ -349,9 +380,7 @@ class HACM(nn.Module):
         config or another one (the explorer compares criteria on one model)."""
         self.encoder.check_input(x)
         seqs, actor_mask = split_actors(x)
-        tokens = self.encoder.embed(seqs)
-        return self._mask(seqs, tokens, self.encoder.geometry.to_manifold(tokens), actor_mask, generator,
-                          masking or self.masking)
+        return self._mask(seqs, self.encoder.embed(seqs), actor_mask, generator, masking or self.masking)
 
     # -- reconstruction ------------------------------------------------------------------------
 
@@ -373,7 +402,7 @@ class HACM(nn.Module):
         motion = torch.zeros_like(x)
         motion[:, :-1] = x[:, 1:] - x[:, :-1]                                        # last frame 0
         if self.motion_geometry is not None:
-            motion = self.motion_geometry.to_manifold(motion)
+            motion = self.motion_geometry.expmap0(motion)
         target = patchify(motion, self.cfg.t_patch).flatten(1, 2)                    # [S, L, P]
         mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
         return (target - mean) / (var + 1e-6).sqrt()
@@ -386,8 +415,8 @@ class HACM(nn.Module):
         if seqs.shape[0] == 0:
             raise HacmError("pre-training batch: every actor of every clip is all zeros")
         tokens = enc.embed(seqs)                                                     # [S, TP, V, D]
-        points = enc.geometry.to_manifold(tokens)
-        info = self._mask(seqs, tokens.detach(), points.detach(), actor_mask, generator, self.masking)
+        info = self._mask(seqs, tokens.detach(), actor_mask, generator, self.masking)
+        points = enc.geometry.expmap0(tokens)                                        # [S, TP, V, D]
         keep = torch.cat(info.keep, 1)                                               # [S, K]
         S, TP, V, D = points.shape
         visible = points.reshape(S, TP * V, D).gather(1, keep.unsqueeze(-1).expand(-1, -1, D))
@@ -399,11 +428,12 @@ class HACM(nn.Module):
         if self.cfg.cc_weight > 0:
             k_even = info.keep[0].shape[1]                                           # branch 0 = even patches
             loss_cc = losses.cross_contrast(z[:, k_even:].mean(1), z[:, :k_even].mean(1), z.mean(1),
-                                            self.cfg.cc_odd_even_term)
+                                            similarity=self.cfg.cc_similarity, temperature=self.cfg.cc_temperature,
+                                            odd_even_term=self.cfg.cc_odd_even_term)
         else:
             loss_cc = loss_rec.new_zeros(())
         return PretrainOutput(losses.total_loss(loss_cc, loss_rec, self.cfg.cc_weight), loss_rec, loss_cc,
-                              mask, pred, target, info.keep, actor_mask)
+                              mask, pred, target, info.keep, actor_mask, info.spread_by_criterion())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -52,15 +52,15 @@ from hacm.data.dataset import SkeletonDataset
 from hacm.data.loader import make_loader
 from hacm.data.store import Store
 from hacm.errors import ConfigError, HacmError
-from hacm.evaluate import (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, autocast, extract_features, knn_accuracy,
-                           new_model, read_metrics)
+from hacm.evaluate import (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, accuracy, autocast, extract_features, knn_predict,
+                           new_model, read_metrics, write_predictions)
 from hacm.fileio import make_dir, write_text_atomic
 from hacm.model import encoder_layer_id
 
 logger = logging.getLogger("hacm.train")
 
 # Keys that may change between a run and its --resume (they do not alter what is computed).
-RESUMABLE_CHANGES = {"train.epochs", "train.checkpoint_every", "train.log_every", "train.device",
+RESUMABLE_CHANGES = {"train.epochs", "train.checkpoint_every", "train.log_every", "train.eval_every", "train.device",
                      "data.num_workers", "data.store"}
 
 
@@ -447,7 +447,7 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
             train_set.set_epoch(epoch)
             train_loader.sampler.set_epoch(epoch)
             ddp.train()
-            loss_sum, clips, tic = 0.0, 0, time.perf_counter()
+            sums, clips, tic = {}, 0, time.perf_counter()
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
                        disable=not d.is_main)
             for i, (x, y) in enumerate(train_loader):
@@ -460,10 +460,15 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
                 with autocast(cfg.train.amp, d.device):
                     if classify:
                         loss = F.cross_entropy(ddp(x).float(), y, label_smoothing=t.label_smoothing)
+                        parts = {"loss": loss.item()}
                     else:
-                        loss = ddp(x, generator=mask_generator(cfg, epoch, step, d.rank)).loss
+                        out = ddp(x, generator=mask_generator(cfg, epoch, step, d.rank))
+                        loss = out.loss
+                        parts = {"loss": loss.item(), "loss_rec": out.loss_rec.item(), "loss_cc": out.loss_cc.item(),
+                                 **{f"keep_spread_{c}": v for c, v in out.keep_spread.items()}}
                 # The mean over ranks decides for every rank: all stop together on a bad loss.
-                batch_loss = all_reduce_sum([loss.item()], d)[0] / d.world_size
+                parts = dict(zip(parts, (v / d.world_size for v in all_reduce_sum(list(parts.values()), d))))
+                batch_loss = parts["loss"]
                 if not math.isfinite(batch_loss):
                     # Raised before backward/step: no bad update is taken and last.pt stays untouched.
                     last = run_dir / ckpt.CHECKPOINT_DIR / "last.pt"
@@ -475,26 +480,32 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
                 loss.backward()
                 optimizer.step()
                 step += 1
-                loss_sum += batch_loss
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
                 clips += x.shape[0] * d.world_size
                 bar.update(1)
                 bar.set_postfix(loss=f"{batch_loss:.4f}", lr=f"{lr:.2e}")
                 if step % t.log_every == 0:
-                    writer.log({"kind": "step", "epoch": epoch, "step": step, "loss": batch_loss, "lr": lr})
+                    writer.log({"kind": "step", "epoch": epoch, "step": step, **parts, "lr": lr})
             bar.close()
             seconds = time.perf_counter() - tic
-            record = {"kind": "epoch", "epoch": epoch, "step": step, "loss": loss_sum / steps_per_epoch,
+            record = {"kind": "epoch", "epoch": epoch, "step": step,
+                      **{k: v / steps_per_epoch for k, v in sums.items()},
                       "lr": lr, "clips_per_s": clips / seconds, "seconds": seconds}
-            if classify:
-                acc = evaluate_accuracy(ddp, test_loader, cfg, d)
+            if classify and ((epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs):
+                acc, predicted = evaluate_accuracy(ddp, test_loader, cfg, d)
                 record.update(acc)
+                # MAMP reports the best epoch on the test set: kept as a labelled extra only, it is
+                # selection on the test set (the last epoch is hacm's number)
                 if best is None or acc["test_acc"] > best["value"]:
                     best = {"metric": "test_acc", "value": acc["test_acc"], "epoch": epoch}
                     save("best", epoch + 1, record["loss"])
                 record["best_test_acc"] = best["value"]
+                if epoch + 1 == t.epochs and d.is_main:
+                    write_predictions(run_dir, test_set.labels, {"pred": predicted})
             writer.log(record)
             epochs.set_postfix(loss=f"{record['loss']:.4f}",
-                               **({"acc": f"{record['test_acc']:.3f}"} if classify else {}))
+                               **({"acc": f"{record['test_acc']:.3f}"} if "test_acc" in record else {}))
             save("last", epoch + 1, record["loss"])
             if (t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0) or epoch + 1 == t.epochs:
                 save(f"epoch_{epoch + 1:04d}", epoch + 1, record["loss"])
@@ -509,10 +520,12 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: nn.Module, loader, cfg: RunConfig, d: Dist) -> dict:
-    """Top-1 / top-5 accuracy and mean loss on this rank's shard, summed over ranks."""
+def evaluate_accuracy(model: nn.Module, loader, cfg: RunConfig, d: Dist) -> tuple[dict, np.ndarray]:
+    """Top-1 / top-5 accuracy and mean loss over the test set (this rank's shard, summed over ranks),
+    and the top-1 prediction of every test clip in dataset order (the same array on every rank)."""
     model.eval()
     correct1 = correct5 = total = loss_sum = 0.0
+    shard_pred = []
     for x, y in loader:
         x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
         with autocast(cfg.train.amp, d.device):
@@ -522,8 +535,14 @@ def evaluate_accuracy(model: nn.Module, loader, cfg: RunConfig, d: Dist) -> dict
         correct1 += (top[:, 0] == y).sum().item()
         correct5 += (top == y[:, None]).any(1).sum().item()
         total += y.numel()
+        shard_pred.append(top[:, 0].cpu())
     correct1, correct5, total, loss_sum = all_reduce_sum([correct1, correct5, total, loss_sum], d)
-    return {"test_acc": correct1 / total, "test_top5": correct5 / total, "test_loss": loss_sum / total}
+    # shard(dataset) gives rank r the items r, r + W, ...: put each rank's predictions back in place
+    predicted = np.zeros(int(total), dtype=np.float64)
+    predicted[d.rank::d.world_size] = torch.cat(shard_pred).numpy()
+    predicted = np.asarray(all_reduce_sum(predicted.tolist(), d), dtype=np.int64)
+    return ({"test_acc": correct1 / total, "test_top5": correct5 / total, "test_loss": loss_sum / total},
+            predicted)
 
 
 def knn(cfg: RunConfig, run_dir: str | Path) -> dict:
@@ -547,8 +566,10 @@ def knn(cfg: RunConfig, run_dir: str | Path) -> dict:
             dataset = make_dataset(cfg, store, part, augment=False)
             feats[part] = extract_features(model, dataset, batch_size=cfg.train.batch_size, device=d.device,
                                            amp=cfg.train.amp, num_workers=cfg.data.num_workers)
-        accs = knn_accuracy(*feats["train"], *feats["test"], k=cfg.knn.k, temperature=cfg.knn.temperature,
+        preds = knn_predict(*feats["train"], feats["test"][0], k=cfg.knn.k, temperature=cfg.knn.temperature,
                             num_classes=store.num_classes)
+        accs = {k: accuracy(p, feats["test"][1]) for k, p in preds.items()}
+        write_predictions(run_dir, feats["test"][1], {f"knn{k}": p for k, p in preds.items()})
         writer = RunWriter(run_dir, True, keep_before_epoch=None)
         record = {"kind": "knn", "epoch": 0, "step": 0, "pretrained": cfg.train.pretrained,
                   "train_clips": len(feats["train"][1]), "test_clips": len(feats["test"][1]),

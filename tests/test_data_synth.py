@@ -49,7 +49,7 @@ def test_file_names_count_and_meta(dataset):
         m = re.fullmatch(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})\.skeleton", name)
         assert m is not None, name
         setup, camera, performer, replication, action = map(int, m.groups())
-        assert setup == 1 + (performer - 1) % 3
+        assert setup == synth.setup_of(performer, replication)
         assert camera in (1, 2, 3) and replication == 1 and 1 <= action <= len(ACTIONS)
     meta = json.loads((out / "synth.json").read_text())
     assert meta["dataset"] == "synth" and meta["class_names"] == NAMES
@@ -220,3 +220,16 @@ def test_bad_arguments_are_reported(tmp_path):
     (tmp_path / "S001C001P099R001A001.skeleton").write_text("0\n")
     with pytest.raises(HacmError, match="would not write"):
         write_synthetic(tmp_path, performers=1, replications=1, classes=["nod"], progress=False)
+
+
+def test_cross_subject_is_not_cross_setup():
+    # with replications >= 2 a performer is seen in several setups: the synth-xsub test performers
+    # must not be exactly the performers of one setup (they were, with one setup per performer)
+    from hacm.data.splits import NTU60_XSUB_TRAIN_PERFORMERS
+
+    for performers, replications in ((6, 3), (10, 2)):
+        setups = {"train": set(), "test": set()}
+        for p in range(1, performers + 1):
+            part = "train" if p in NTU60_XSUB_TRAIN_PERFORMERS else "test"
+            setups[part] |= {synth.setup_of(p, r) for r in range(1, replications + 1)}
+        assert setups["train"] == setups["test"] == {1, 2, 3}

@@ -10,7 +10,7 @@ from hacm import checkpoint as ckpt
 from hacm.config import DataConfig, RunConfig, to_dict
 from hacm.data.store import SampleRecord, StoreWriter
 from hacm.model import HACM, ModelConfig
-from hacm.viz.explorer import MaskExplorer, spread_ratio
+from hacm.viz.explorer import MaskExplorer
 
 TINY = ModelConfig(num_frames=12, t_patch=3, dim=16, depth=1, heads=2, decoder_dim=16, decoder_depth=1)
 
@@ -76,7 +76,7 @@ def test_controls_update_figure_widgets(store, checkpoint):
 def test_static_figures_and_spread(store):
     ex = MaskExplorer(store, model_config=TINY)
     figs = ex.static_figures(sample=1, time_patch=2, tau=0.5, seed=3, strategy="hacm")
-    assert set(figs) == {"disk", "skeleton", "tokens"}
+    assert set(figs) == {"disk", "skeleton", "tokens", "radii", "spread"}
     assert all(type(f) is go.Figure for f in figs.values())
     assert "time patch 2" in figs["disk"].layout.title.text
     # The token grid has one heatmap per panel: current strategy + four criteria.
@@ -87,10 +87,26 @@ def test_static_figures_and_spread(store):
     assert not any(t.name == "boundary |x| = 1" for t in figs_e["disk"].data)
 
 
-def test_spread_ratio_bound():
-    s = np.array([0.0, 0.5, 1.0])
-    assert spread_ratio(s, 0.9) == pytest.approx(np.exp(1 / 0.9))
-    assert spread_ratio(np.zeros(4), 0.9) == 1.0
+def test_motion_panel_is_mamp_and_spreads_follow_the_normalisation(store):
+    ex = MaskExplorer(store, model_config=TINY)
+    params = ex.resolve(sample=1, tau=0.9, seed=3)
+    # the "motion (MAMP)" panel masks the high-motion tokens over all patches, as MAMP
+    mamp = ex.masks(params, "motion")
+    assert len(mamp.patches) == 1
+    a = 0
+    kept_motion = mamp.scores[a][~mamp.mask[a]].mean()
+    masked_motion = mamp.scores[a][mamp.mask[a]].mean()
+    assert kept_motion < masked_motion
+    figs = ex.static_figures(sample=1, tau=0.9, seed=3)
+    names = {t.name for t in figs["spread"].data}
+    assert {"hierarchy (standard)", "hierarchy (release)", "attention (standard)", "motion (release)"} <= names
+    # at tau 0.9 the standardised hierarchy criterion spreads far more than the release's
+    curve = {t.name: np.asarray(t.y) for t in figs["spread"].data}
+    i = int(np.argmin(np.abs(np.asarray(figs["spread"].data[0].x) - 0.9)))
+    assert curve["hierarchy (standard)"][i] > 2 * curve["hierarchy (release)"][i]
+    # the radius view counts every token of the clip
+    token_hist = next(t for t in figs["radii"].data if t.name.startswith("tokens"))
+    assert len(token_hist.x) == TINY.num_patches * TINY.num_tokens_joints
 
 
 def test_bad_parameters_name_the_field(store):

@@ -6,7 +6,12 @@ import torch
 from hacm.errors import ConfigError
 from hacm.geometry import make_geometry
 from hacm.masking import (MaskingConfig, TemporalProjections, attention_scores, branch_patches, branch_positions,
-                          gumbel_topk, hierarchy_scores, masked_grid, motion_scores, num_keep, restore, sample_keep)
+                          gumbel_topk, hierarchy_scores, keep_log_probs, keep_spread, masked_grid, motion_scores,
+                          num_keep, restore, sample_keep)
+
+
+def topk(scores, keep, tau, g, keep_high=True, normalise="release"):
+    return gumbel_topk(keep_log_probs(scores, tau, normalise), keep, g, keep_high)
 
 
 def test_config_validation():
@@ -20,9 +25,23 @@ def test_config_validation():
         MaskingConfig(tau=0.0)
     with pytest.raises(ConfigError, match="cross_grouping"):
         MaskingConfig(strategy="hacm", cross_grouping=False)
+    with pytest.raises(ConfigError, match="normalise"):
+        MaskingConfig(normalise="minmax")
     assert MaskingConfig().branch_criteria() == ("attention", "hierarchy")
     assert MaskingConfig(strategy="spatial_only").branch_criteria() == ("hierarchy", "hierarchy")
     assert MaskingConfig(strategy="motion", cross_grouping=False).branch_criteria() == ("motion",)
+
+
+def test_a_strategy_brings_its_own_defaults():
+    # MAMP masks the high-motion tokens over all patches with its own normalisation; MAE is one
+    # random branch; HA-CM keeps the high-score tokens of two branches, standardised scores
+    hacm, mamp, mae = MaskingConfig(), MaskingConfig(strategy="motion"), MaskingConfig(strategy="random")
+    assert (hacm.keep_high, hacm.cross_grouping, hacm.normalise) == (True, True, "standard")
+    assert (mamp.keep_high, mamp.cross_grouping, mamp.normalise) == (False, False, "release")
+    assert mae.cross_grouping is False and mae.branch_criteria() == ("random",)
+    # given values win over the strategy's
+    assert MaskingConfig(strategy="motion", keep_high=True, normalise="standard").keep_high is True
+    assert MaskingConfig(strategy="random", cross_grouping=True).branch_criteria() == ("random", "random")
 
 
 def test_grouping_and_positions():
@@ -38,12 +57,12 @@ def test_gumbel_topk_prefers_high_scores():
     g = torch.Generator().manual_seed(0)
     scores = torch.arange(1, 21, dtype=torch.float32).expand(4000, 20)
     kept = torch.zeros(20)
-    idx = gumbel_topk(scores, 5, 0.5, g)
+    idx = topk(scores, 5, 0.5, g)
     kept.index_add_(0, idx.flatten(), torch.ones(idx.numel()))
     assert kept[15:].sum() > 2 * kept[:5].sum()
     # keep_high False keeps the low-score tokens instead
     low = torch.zeros(20)
-    idx = gumbel_topk(scores, 5, 0.5, g, keep_high=False)
+    idx = topk(scores, 5, 0.5, g, keep_high=False)
     low.index_add_(0, idx.flatten(), torch.ones(idx.numel()))
     assert low[:5].sum() > 2 * low[15:].sum()
 
@@ -51,11 +70,11 @@ def test_gumbel_topk_prefers_high_scores():
 def test_gumbel_topk_limits_of_tau():
     g = torch.Generator().manual_seed(1)
     scores = torch.rand(50, 30, generator=g) + 0.1
-    det = gumbel_topk(scores, 6, 1e-4, g)
+    det = topk(scores, 6, 1e-4, g)
     assert (det.sort(-1).values == scores.topk(6).indices.sort(-1).values).all()
     counts = torch.zeros(30)
     one = scores[:1].expand(6000, 30)
-    idx = gumbel_topk(one, 6, 1e4, g)
+    idx = topk(one, 6, 1e4, g)
     counts.index_add_(0, idx.flatten(), torch.ones(idx.numel()))
     expected = 6000 * 6 / 30
     assert (counts - expected).abs().max() < 0.15 * expected
@@ -63,15 +82,15 @@ def test_gumbel_topk_limits_of_tau():
 
 def test_gumbel_topk_reproducible_and_robust():
     s = torch.randn(3, 12)
-    a = gumbel_topk(s, 4, 0.9, torch.Generator().manual_seed(5))
-    b = gumbel_topk(s, 4, 0.9, torch.Generator().manual_seed(5))
+    a = topk(s, 4, 0.9, torch.Generator().manual_seed(5))
+    b = topk(s, 4, 0.9, torch.Generator().manual_seed(5))
     assert (a == b).all()
     for bad in (torch.zeros(3, 12), -torch.rand(3, 12)):
-        idx = gumbel_topk(bad, 4, 0.9, torch.Generator().manual_seed(0))
+        idx = topk(bad, 4, 0.9, torch.Generator().manual_seed(0))
         assert idx.shape == (3, 4) and all(len(set(r)) == 4 for r in idx.tolist())
     # non-positive scores: the largest (least negative) is still kept most often
     neg = -torch.arange(1, 11, dtype=torch.float32).expand(3000, 10)
-    idx = gumbel_topk(neg, 2, 0.2, torch.Generator().manual_seed(0))
+    idx = topk(neg, 2, 0.2, torch.Generator().manual_seed(0))
     assert torch.bincount(idx.flatten(), minlength=10).argmax() == 0
 
 
@@ -81,7 +100,10 @@ def test_sample_keep_exact_counts_and_positions():
     patches = branch_patches(TP, True)
     positions = [branch_positions(p, V) for p in patches]
     scores = [torch.rand(S, len(p)) for p in positions]
-    keep = sample_keep(scores, positions, cfg, torch.Generator().manual_seed(0))
+    keep, log_ps = sample_keep(scores, positions, cfg, torch.Generator().manual_seed(0))
+    for lp, pos in zip(log_ps, positions):   # a distribution over each branch's tokens
+        torch.testing.assert_close(lp.exp().sum(-1), torch.ones(S, dtype=torch.float64))
+        assert lp.shape == (S, len(pos))
     for k, pos in zip(keep, positions):
         assert k.shape == (S, num_keep(len(pos), 0.75))
         for row in k.tolist():
@@ -107,18 +129,36 @@ def test_restore_places_every_kept_token_at_its_own_position():
 def test_hierarchy_scores_match_a_loop():
     torch.manual_seed(0)
     geo = make_geometry("poincare")
-    points = geo.to_manifold(torch.randn(2, 3, 4, 8))
-    parent = geo.to_manifold(torch.randn(2, 3, 8))
+    points = geo.points(torch.randn(2, 3, 4, 8) * 2)
+    parent = geo.points(torch.randn(2, 3, 8))
     s = hierarchy_scores(points, parent, geo, 0.5)
+    assert s.dtype == torch.float64
     for b in range(2):
         for t in range(3):
             for w in range(4):
-                ref = sum(geo.dist(points[b, t, v], points[b, t, w]) for v in range(4))
+                ref = sum(geo.dist(points[b, t, v], points[b, t, w]) for v in range(4) if v != w)
                 ref = ref + 0.5 * geo.dist(parent[b, t], points[b, t, w])
-                assert torch.allclose(s[b, t, w], ref, rtol=1e-3)
+                torch.testing.assert_close(s[b, t, w], ref, rtol=1e-9, atol=1e-9)
     # the parent term is weighted by parent_weight
     s0 = hierarchy_scores(points, parent, geo, 0.0)
-    assert torch.allclose(s - s0, 0.5 * geo.dist(points, parent.unsqueeze(-2)), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(s - s0, 0.5 * geo.dist(points, parent.unsqueeze(-2)))
+
+
+def test_standard_normalisation_lets_tau_set_the_spread():
+    # scores with a large common offset: the release's s / (tau max|s|) barely separates them
+    g = torch.Generator().manual_seed(0)
+    scores = 100.0 + torch.rand(8, 60, generator=g, dtype=torch.float64)         # [S, L]
+    release = keep_spread(keep_log_probs(scores, 0.9, "release"))
+    assert release.max() < 1.02
+    for tau in (0.3, 0.9, 3.0):
+        spread = keep_spread(keep_log_probs(scores, tau, "standard"))
+        z = (scores - scores.mean(-1, keepdim=True)) / scores.std(-1, unbiased=False, keepdim=True)
+        torch.testing.assert_close(spread, ((z.amax(-1) - z.amin(-1)) / tau).exp().double())
+        assert (spread >= math.exp(1 / tau) / 2).all()
+    # equal scores are uniform under both
+    for normalise in ("standard", "release"):
+        assert torch.allclose(keep_spread(keep_log_probs(torch.full((2, 9), 3.0), 0.9, normalise)),
+                              torch.ones(2, dtype=torch.float64))
 
 
 def test_attention_scores_variants():

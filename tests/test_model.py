@@ -124,13 +124,13 @@ def test_ablation_switches_change_what_they_name():
     x = clips()
     mo = masks_of(masking=dataclasses.replace(MASK, strategy="motion"), x=x)
     seqs = x.permute(0, 4, 2, 3, 1).flatten(0, 1)[mo.actor_mask.flatten()][:, :, list(TOKEN_JOINTS)]
-    assert torch.allclose(mo.scores, motion_scores(patchify(seqs, TINY.t_patch)))
+    assert torch.allclose(mo.scores, motion_scores(patchify(seqs, TINY.t_patch)).double())
     # attention variant: only the temporal (even) branch's scores change
     rel = masks_of(masking=dataclasses.replace(MASK, attention="release"))
     assert not torch.allclose(rel.scores[:, 0::2], base.scores[:, 0::2])
     assert torch.equal(rel.scores[:, 1::2], base.scores[:, 1::2])
-    # keep_high and tau: same scores, other masks
-    for change in (dict(keep_high=False), dict(tau=0.05)):
+    # keep_high, tau and the normalisation: same scores, other masks
+    for change in (dict(keep_high=False), dict(tau=0.05), dict(normalise="release")):
         other = masks_of(masking=dataclasses.replace(MASK, **change))
         assert torch.equal(other.scores, base.scores) and not torch.equal(other.mask, base.mask)
     # mask_ratio: how many tokens are kept
@@ -160,6 +160,11 @@ def test_loss_switches():
     assert no_cc.loss_cc == 0 and torch.allclose(no_cc.loss, base.loss_rec)
     three = run(build(dataclasses.replace(TINY, cc_odd_even_term=True)), x)
     assert three.loss_cc > base.loss_cc and torch.allclose(three.loss_rec, base.loss_rec)
+    # the similarity and its temperature change the contrast only (same masks, same reconstruction)
+    for change in (dict(cc_similarity="release"), dict(cc_temperature=0.5)):
+        other = run(build(dataclasses.replace(TINY, **change)), x)
+        assert torch.equal(other.mask, base.mask) and torch.allclose(other.loss_rec, base.loss_rec)
+        assert not torch.allclose(other.loss_cc, base.loss_cc)
     # motion_expmap: only the target changes (masks identical)
     plain = run(build(dataclasses.replace(TINY, motion_expmap=False)), x)
     assert torch.equal(plain.mask, base.mask) and not torch.allclose(plain.target, base.target)

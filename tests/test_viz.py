@@ -19,61 +19,67 @@ from hacm.viz import export, poincare, skeleton, tokens, training
 
 @pytest.fixture
 def ball_points():
-    """Points of a 32-D Poincaré ball at very different depths, some close to the rim."""
+    """Tokens of a 32-D Poincaré ball at very different depths, some close to the rim: the
+    geometry, the tangent vectors (embeddings) and their exact distances from the origin."""
     g = make_geometry("poincare", 1.0)
-    e = torch.randn(12, 32, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.05, 3.0, 12)[:, None]
-    return g, g.to_manifold(e)
+    e = torch.randn(12, 32, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.05, 1.2, 12)[:, None]
+    return g, e, g.dist0(g.points(e))
 
 
 @pytest.mark.parametrize("curvature", [1.0, 0.5])
 def test_disk_layout_keeps_dist0_and_stays_in_disk(curvature):
     g = make_geometry("poincare", curvature)
-    e = torch.randn(10, 16, generator=torch.Generator().manual_seed(1)) * 1.5
-    pts = g.to_manifold(e)
-    xy = poincare.disk_layout(pts, g)
+    e = torch.randn(10, 16, generator=torch.Generator().manual_seed(1)) * torch.linspace(0.1, 1.5, 10)[:, None]
+    d0 = g.dist0(g.points(e))
+    xy = poincare.disk_layout(e, d0)
     assert xy.shape == (10, 2)
     assert (np.linalg.norm(xy, axis=-1) < 1.0).all()
-    high = geoopt.PoincareBall(c=curvature).dist0(pts.double()).numpy()           # geoopt, in D dimensions
-    low = geoopt.PoincareBall(c=1.0).dist0(torch.from_numpy(xy)).numpy()          # geoopt, on the drawn disk
-    np.testing.assert_allclose(low, high, atol=1e-4)
+    # dist0 in D dimensions is 2 |e| (every curvature); on the drawn disk (c = 1) 2 artanh |xy|,
+    # deeper points than MAX_DRAWN_DIST0 drawn at that depth
+    true = 2 * e.double().norm(dim=-1).numpy()
+    assert true.max() > poincare.MAX_DRAWN_DIST0 > true.min()
+    np.testing.assert_allclose(2 * np.arctanh(np.linalg.norm(xy, axis=-1)),
+                               np.minimum(true, poincare.MAX_DRAWN_DIST0), rtol=1e-9)
 
 
 def test_euclidean_plane_keeps_l2_norm():
     g = make_geometry("euclidean")
     pts = torch.randn(6, 8, generator=torch.Generator().manual_seed(2)) * 3
-    xy = poincare.disk_layout(pts, g)
+    xy = poincare.disk_layout(pts, g.dist0(g.points(pts)), geometry="euclidean")
     np.testing.assert_allclose(np.linalg.norm(xy, axis=-1), pts.norm(dim=-1).numpy(), rtol=1e-5)
 
 
 def test_shared_basis_is_used(ball_points):
-    g, pts = ball_points
+    g, e, d0 = ball_points
     basis = np.eye(32)[:, :2]
-    xy = poincare.disk_layout(pts, g, basis)
-    tangent = g.logmap0(pts).double().numpy()[:, :2]
+    xy = poincare.disk_layout(e, d0, basis=basis)
+    tangent = e.double().numpy()[:, :2]
     cos = (xy * tangent).sum(-1) / (np.linalg.norm(xy, axis=-1) * np.linalg.norm(tangent, axis=-1))
     np.testing.assert_allclose(cos, 1.0, atol=1e-6)   # each point lies along its tangent's projection
 
 
 def test_geodesic_arcs_inside_disk_and_connect_endpoints(ball_points):
-    g, pts = ball_points
-    xy = poincare.disk_layout(pts, g)
-    for a, b in [(0, 11), (3, 7), (10, 11)]:
+    g, e, d0 = ball_points
+    xy = poincare.disk_layout(e, d0)
+    # points 7-11 are drawn on the rim: deeper than MAX_DRAWN_DIST0
+    for a, b in [(0, 7), (3, 7), (5, 6), (9, 11), (10, 11)]:
         arc = poincare.geodesic_arc(xy[a], xy[b])
         np.testing.assert_allclose(arc[0], xy[a], atol=1e-9)
         np.testing.assert_allclose(arc[-1], xy[b], atol=1e-9)
         assert (np.linalg.norm(arc, axis=-1) < 1.0).all()
         # Consecutive samples are equally spaced along the geodesic: it is the hyperbolic shortest path.
-        d = geoopt.PoincareBall(c=1.0).dist(torch.from_numpy(arc[:-1]), torch.from_numpy(arc[1:])).numpy()
+        disk = geoopt.PoincareBall(c=torch.tensor(1.0, dtype=torch.float64))   # float64 curvature
+        d = disk.dist(torch.from_numpy(arc[:-1]), torch.from_numpy(arc[1:])).numpy()
         np.testing.assert_allclose(d, d.mean(), rtol=1e-6)
 
 
 def test_disk_figure_traces_and_hover(ball_points):
-    g, pts = ball_points
-    xy = poincare.disk_layout(pts, g)
+    g, e, d0 = ball_points
+    xy = poincare.disk_layout(e, d0)
     labels = [f"j{i}" for i in range(12)]
     status = ["spatial kept"] * 3 + ["spatial masked"] * 8 + ["trunk parent point"]
     fig = poincare.poincare_disk_figure(xy, labels, status=status, edges=[(1, 0), (2, 1)],
-                                        dist0=g.dist0(pts).numpy(), scores=np.arange(12.0), title="t")
+                                        dist0=d0.numpy(), scores=np.arange(12.0), title="t")
     names = [t.name for t in fig.data]
     assert names[:3] == ["boundary |x| = 1", "kinematic tree (geodesics)", "origin"]
     assert names[3:] == ["spatial kept", "spatial masked", "trunk parent point"]
@@ -90,7 +96,8 @@ def test_token_grid_marks_exactly_kept():
     kept = rng.random((8, 5)) < 0.3
     scores = rng.random((8, 5))
     names = list(JOINT_NAMES[:5])
-    fig = tokens.token_grid_figure([tokens.TokenPanel("hierarchy", kept, scores),
+    log_ratio = np.log10(scores / scores.mean())
+    fig = tokens.token_grid_figure([tokens.TokenPanel("hierarchy", kept, scores, log_ratio),
                                     tokens.TokenPanel("random", ~kept, None)], names, t_patch=3)
     heat = [t for t in fig.data if t.type == "heatmap"]
     marks = [t for t in fig.data if t.type == "scatter"]
@@ -98,15 +105,12 @@ def test_token_grid_marks_exactly_kept():
     for panel_kept, m in zip([kept, ~kept], marks):
         got = {(int(x), names.index(y)) for x, y in zip(m.x, m.y)}
         assert got == {(int(t), int(v)) for t, v in zip(*np.nonzero(panel_kept))}
-    np.testing.assert_allclose(np.asarray(heat[0].z), (scores / scores.max()).T)
+    np.testing.assert_allclose(np.asarray(heat[0].z), log_ratio.T)
+    np.testing.assert_allclose(np.asarray(heat[1].z), 0.0)          # random: as likely as random
+    lim = np.abs(log_ratio).max()
+    assert fig.layout.coloraxis.cmin == -lim and fig.layout.coloraxis.cmax == lim
     assert fig.layout.xaxis.title.text.startswith("time patch")
     assert [a.text for a in fig.layout.annotations][:2] == ["hierarchy", "random"]
-
-
-def test_normalised_scores_per_branch():
-    s = np.array([[1.0, 2.0], [10.0, 5.0], [4.0, 0.0]])
-    out = tokens.normalised_scores(s, np.array([0, 1, 0]))
-    np.testing.assert_allclose(out, [[0.25, 0.5], [1.0, 0.5], [1.0, 0.0]])
 
 
 def test_skeleton_figure_static_and_animated():

@@ -39,8 +39,8 @@ def register(subparsers) -> None:
     synth = sub.add_parser("synth", help="generate the synthetic dataset as raw NTU-format files")
     synth.add_argument("--out", type=Path, required=True, help="directory for the raw files")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--performers", type=int, default=10)
-    synth.add_argument("--replications", type=int, default=2)
+    synth.add_argument("--performers", type=int, default=7)
+    synth.add_argument("--replications", type=int, default=5)
     synth.set_defaults(func=_synth)
 
     info = sub.add_parser("info", help="summarise a store (counts per split and class, lengths, sizes)")

@@ -25,7 +25,10 @@ camera). Any subset of the dataset is therefore reproducible and independent of 
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -707,6 +710,15 @@ def sample_name(setup: int, camera: int, performer: int, replication: int, actio
     return f"S{setup:03d}C{camera:03d}P{performer:03d}R{replication:03d}A{action:03d}"
 
 
+def setup_of(performer: int, replication: int) -> int:
+    """The setup (scene: camera height, distance, tilt) a performer's replication is recorded in.
+
+    Replications cycle through the three setups, starting at a performer-dependent one: as in NTU,
+    where performers come back on several days, every performer is seen in several setups once
+    replications >= 2, so the cross-subject split is not also a cross-setup split."""
+    return 1 + (performer - 1 + replication - 1) % 3
+
+
 def _select(classes: Sequence[str] | None) -> list[int]:
     """Indices into ACTIONS of the requested classes, in ACTIONS order."""
     names = action_names()
@@ -722,14 +734,37 @@ def _select(classes: Sequence[str] | None) -> list[int]:
     return [i for i, n in enumerate(names) if n in set(classes)]
 
 
-def write_synthetic(out_dir, *, seed: int = 0, performers: int = 10, replications: int = 2,
+def _write_take(job) -> dict[str, int]:
+    """One performance (performer, replication, action), recorded by every camera: its files and counts."""
+    out, seed, p, r, action, label, cameras, sensor, min_frames, max_frames = job
+    spec = ACTIONS[action]
+    setup = setup_of(p, r)
+    subjects = [make_subject(seed, p)] + ([make_subject(seed, p, partner=True)] if spec.two_person else [])
+    perf = generate_sequence(spec, subjects, np.random.default_rng([_PERFORMANCE, seed, p, r, action]),
+                             min_frames=min_frames, max_frames=max_frames)
+    counts = dict.fromkeys(("num_files", "num_frames", "lost_frames", "ghost_bodies", "furniture_bodies", "bytes"), 0)
+    for c in cameras:   # the cameras film the same take
+        rec = record(perf, camera_view(seed, setup, c), np.random.default_rng([_SENSOR, seed, p, r, action, c]),
+                     sensor)
+        counts["bytes"] += write_text_atomic(out / f"{sample_name(setup, c, p, r, label + 1)}.skeleton",
+                                             format_skeleton(rec), fsync=False)   # regenerable: no fsync
+        counts["num_files"] += 1
+        counts["num_frames"] += rec.num_frames
+        counts["lost_frames"] += rec.lost_frames.size
+        counts["ghost_bodies"] += sum(b.kind == "ghost" for b in rec.bodies)
+        counts["furniture_bodies"] += sum(b.kind == "furniture" for b in rec.bodies)
+    return counts
+
+
+def write_synthetic(out_dir, *, seed: int = 0, performers: int = 7, replications: int = 5,
                     cameras: Sequence[int] = (1, 2, 3), classes: Sequence[str] | None = None,
                     min_frames: int = 40, max_frames: int = 110, sensor: SensorModel = SensorModel(),
-                    progress: bool = True) -> SynthSummary:
+                    workers: int | None = None, progress: bool = True) -> SynthSummary:
     """Write one `SsssCcccPpppRrrrAaaa.skeleton` per performer x replication x camera x class,
     then `synth.json`. Labels follow the selected classes: A001 is the first of them (ACTIONS
-    order). Setup = 1 + (performer - 1) % 3. Files of an earlier run with the same names are
-    overwritten; any other `.skeleton` file in out_dir is an error (it would join the dataset)."""
+    order). The setup is `setup_of(performer, replication)`. Files of an earlier run with the same names are
+    overwritten; any other `.skeleton` file in out_dir is an error (it would join the dataset).
+    Takes are written by `workers` processes (default: every core); the bytes do not depend on it."""
     for what, value, low, high in (("performers", performers, 1, 999), ("replications", replications, 1, 999),
                                    ("min_frames", min_frames, 20, 300), ("max_frames", max_frames, 20, 300)):
         if not isinstance(value, (int, np.integer)) or not low <= value <= high:
@@ -745,7 +780,7 @@ def write_synthetic(out_dir, *, seed: int = 0, performers: int = 10, replication
     out = make_dir(out_dir, "raw-file directory")
     jobs = [(p, r, label, c) for p in range(1, performers + 1) for r in range(1, replications + 1)
             for label in range(len(chosen)) for c in cameras]
-    planned = {sample_name(1 + (p - 1) % 3, c, p, r, label + 1) + ".skeleton" for p, r, label, c in jobs}
+    planned = {sample_name(setup_of(p, r), c, p, r, label + 1) + ".skeleton" for p, r, label, c in jobs}
     stale = sorted(f.name for f in out.glob("*.skeleton") if f.name not in planned)
     if stale:
         raise HacmError(f"{out}: holds {len(stale)} .skeleton file(s) this run would not write "
@@ -753,25 +788,14 @@ def write_synthetic(out_dir, *, seed: int = 0, performers: int = 10, replication
 
     t0 = time.perf_counter()
     summary = SynthSummary(out, class_names, 0, 0, 0, 0, 0, 0, 0.0)
-    perf_key = None
-    for p, r, label, c in tqdm(jobs, desc="synth", unit="file", disable=not progress):
-        action = chosen[label]
-        spec = ACTIONS[action]
-        setup = 1 + (p - 1) % 3
-        if perf_key != (p, r, label):     # the cameras film the same take
-            subjects = [make_subject(seed, p)] + ([make_subject(seed, p, partner=True)] if spec.two_person else [])
-            perf = generate_sequence(spec, subjects, np.random.default_rng([_PERFORMANCE, seed, p, r, action]),
-                                     min_frames=min_frames, max_frames=max_frames)
-            perf_key = (p, r, label)
-        rec = record(perf, camera_view(seed, setup, c), np.random.default_rng([_SENSOR, seed, p, r, action, c]),
-                     sensor)
-        summary.bytes += write_text_atomic(out / f"{sample_name(setup, c, p, r, label + 1)}.skeleton",
-                                           format_skeleton(rec), fsync=False)   # regenerable: no fsync
-        summary.num_files += 1
-        summary.num_frames += rec.num_frames
-        summary.lost_frames += rec.lost_frames.size
-        summary.ghost_bodies += sum(b.kind == "ghost" for b in rec.bodies)
-        summary.furniture_bodies += sum(b.kind == "furniture" for b in rec.bodies)
+    takes = [(out, seed, p, r, chosen[label], label, tuple(cameras), sensor, min_frames, max_frames)
+             for p in range(1, performers + 1) for r in range(1, replications + 1) for label in range(len(chosen))]
+    workers = max(1, min(int(workers or os.cpu_count() or 1), len(takes)))
+    with (multiprocessing.get_context().Pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:
+        done = pool.imap_unordered(_write_take, takes, chunksize=8) if pool else map(_write_take, takes)
+        for counts in tqdm(done, total=len(takes), desc="synth", unit="take", disable=not progress):
+            for name, value in counts.items():
+                setattr(summary, name, getattr(summary, name) + value)
     summary.seconds = time.perf_counter() - t0
 
     meta = {"dataset": "synth", "class_names": class_names,

@@ -5,10 +5,13 @@
     faithful; kinematic tree as geodesics),
   - the 3-D skeleton of that patch's middle frame, joints coloured the same way,
   - the token grid of every criterion (current strategy, hierarchy, attention, motion, random),
-  - the keep-probability spread max p / min p of each branch at the current tau: with the
-    release's normalisation it is at most e^(1/tau) (about 3x at tau 0.9), i.e. close to random.
+    coloured by each token's keep probability relative to random masking,
+  - the distance from the origin (depth) of every point of the clip, with the radii beyond which
+    float32 or the release's projection would put points on one sphere,
+  - the keep-probability spread max p / min p of each criterion against tau under both
+    normalisations: the release's s / (tau max|s|) keeps masks close to random whatever tau is.
 
-Interactive use (JupyterLab): `display(explorer.widget)`; the controls update three plotly
+Interactive use (JupyterLab): `display(explorer.widget)`; the controls update the plotly
 FigureWidgets in place. Batch use (papermill, reports): `explorer.static_figures(**params)`.
 
 Cost: a model is built (and its checkpoint loaded) once per (checkpoint, geometry); a clip is
@@ -17,6 +20,7 @@ re-samples the masks (a Gumbel top-k over a few hundred scores) and redraws.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Mapping
@@ -30,12 +34,13 @@ from hacm.config import from_dict
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.store import Store
 from hacm.errors import HacmError
-from hacm.masking import STRATEGIES, MaskingConfig
+from hacm.geometry import RELEASE_BALL_EPS
+from hacm.masking import NORMALISATIONS, STRATEGIES, MaskingConfig, keep_log_probs, keep_spread
 from hacm.model import HACM, MaskInfo, ModelConfig, split_actors
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, TRUNK_JOINTS, joint_set
-from hacm.viz.poincare import disk_layout, pca_basis, poincare_disk_figure
+from hacm.viz.poincare import disk_layout, pca_basis, poincare_disk_figure, radius_figure
 from hacm.viz.skeleton import skeleton_figure
-from hacm.viz.tokens import TokenPanel, token_grid_figure
+from hacm.viz.tokens import TokenPanel, keep_spread_figure, token_grid_figure
 
 GEOMETRY_CHOICES = ("poincare", "euclidean")
 # One token-grid panel per criterion, as the single-criterion strategy that uses it.
@@ -53,6 +58,7 @@ class ExplorerParams:
     tau: float = 0.9
     seed: int = 0
     strategy: str = "hacm"
+    normalise: str = ""        # keep-probability normalisation; "" = the strategy's own (standard for HA-CM)
     geometry: str = "poincare"
     checkpoint: str = ""       # a key of `checkpoints` ("" = the first)
 
@@ -67,11 +73,23 @@ class _Encoded:
     dist0: np.ndarray          # [TP, n] distance from the origin in the model's geometry
 
 
-def spread_ratio(scores: np.ndarray, tau: float) -> float:
-    """max p / min p of the Gumbel-Max keep distribution over one branch's scores (method.md 6)."""
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    scale = np.abs(s).max()
-    return 1.0 if scale == 0 else float(np.exp((s.max() - s.min()) / (tau * scale)))
+TAU_GRID = np.logspace(-1.5, 1.0, 26)   # the taus of the keep-spread curves
+FLOAT32_BALL_EPS = 4e-3                  # geoopt's projection margin in float32
+
+
+def _log_ratio(info: MaskInfo, a: int) -> np.ndarray:
+    """[TP, V] log10 of each token's keep probability relative to random masking within its branch."""
+    out = info.log_p[a].clone()                                                    # [TP, V]
+    for p in info.patches:
+        out[p] += math.log(len(p) * out.shape[1])
+    return (out / math.log(10)).numpy()
+
+
+def _spread_curve(info: MaskInfo, a: int, normalise: str) -> np.ndarray:
+    """Keep-probability spread [len(TAU_GRID)] of actor a's scores, mean over branches."""
+    branches = [info.scores[a, p].reshape(1, -1) for p in info.patches]            # [1, L_b] each
+    return np.array([np.mean([keep_spread(keep_log_probs(s, tau, normalise)).item() for s in branches])
+                     for tau in TAU_GRID])
 
 
 def _branch_name(strategy: str, criterion: str) -> str:
@@ -176,28 +194,34 @@ class MaskExplorer:
         if seqs.shape[0] == 0:
             raise HacmError(f"MaskExplorer: sample {sample} has no non-zero actor")
         a = min(self.actor, seqs.shape[0] - 1)
-        points = enc.geometry.to_manifold(enc.embed(seqs))[a]                       # [TP, V, D]
-        trunk, parent = (t[a] for t in model.trunk_points(seqs))                    # [TP, 7, D], [TP, D]
-        tokens = list(joint_set(cfg.prune))
-        extra = [j for j in TRUNK_JOINTS if j not in tokens]
-        extra_pts = enc.geometry.to_manifold(trunk[:, [TRUNK_JOINTS.index(j) for j in extra]])  # [TP, E, D]
-        parent = parent.unsqueeze(1)                                                 # [TP, 1, D]
-        nodes_pts = torch.cat([points, extra_pts, parent], 1)                       # [TP, n, D]
-        TP, n, D = nodes_pts.shape
-        flat = nodes_pts.reshape(TP * n, D)
-        basis = pca_basis(enc.geometry.logmap0(flat))     # one basis: the view does not spin between patches
-        layout = disk_layout(flat, enc.geometry, basis).reshape(TP, n, 2)
-        dist0 = enc.geometry.dist0(flat).double().numpy().reshape(TP, n)
+        geometry = enc.geometry
+        tokens = enc.embed(seqs)[a]                                                  # [TP, V, D]
+        trunk, parent = (t[a] for t in model.trunk_embeddings(seqs))                # [TP, 7, D], [TP, D]
+        token_joints = list(joint_set(cfg.prune))
+        extra = [j for j in TRUNK_JOINTS if j not in token_joints]
+        extra_emb = trunk[:, [TRUNK_JOINTS.index(j) for j in extra]]                # [TP, E, D]
+        nodes_emb = torch.cat([tokens, extra_emb, parent.unsqueeze(1)], 1)          # [TP, n, D]
+        TP, n, D = nodes_emb.shape
+        flat = nodes_emb.reshape(TP * n, D)
+        dist0 = geometry.dist0(geometry.points(flat))                               # [TP*n] float64, exact
+        basis = pca_basis(flat)                           # one basis: the view does not spin between patches
+        layout = disk_layout(flat, dist0, geometry=geometry.name, basis=basis).reshape(TP, n, 2)
+        dist0 = dist0.numpy().reshape(TP, n)
         frames = x[0, :, :, :, a].permute(1, 2, 0).numpy()                           # [T, 25, 3]
-        self._encoded[key] = _Encoded(x, frames, tokens + extra + [-1], layout, dist0)
+        self._encoded[key] = _Encoded(x, frames, token_joints + extra + [-1], layout, dist0)
         return self._encoded[key]
 
+    @staticmethod
+    def _masking(params: ExplorerParams, strategy: str | None = None) -> MaskingConfig:
+        return MaskingConfig(strategy=strategy or params.strategy, mask_ratio=params.mask_ratio, tau=params.tau,
+                             normalise=params.normalise or None)
+
     def masks(self, params: ExplorerParams, strategy: str | None = None) -> MaskInfo:
-        """MaskInfo of the model for params' checkpoint/geometry under `strategy` (default params')."""
+        """MaskInfo of the model for params' checkpoint/geometry under `strategy` (default params'),
+        each strategy with its own defaults (motion masks high-motion tokens, as MAMP)."""
         model = self.model(params.checkpoint, params.geometry)
         x = self.encoded(params.sample, params.checkpoint, params.geometry).x
-        masking = MaskingConfig(strategy=strategy or params.strategy, mask_ratio=params.mask_ratio, tau=params.tau)
-        return model.masks(x, torch.Generator().manual_seed(params.seed), masking)
+        return model.masks(x, torch.Generator().manual_seed(params.seed), self._masking(params, strategy))
 
     # -- views -------------------------------------------------------------------------------
 
@@ -211,6 +235,8 @@ class MaskExplorer:
             p.checkpoint = next(iter(self.checkpoints))
         if p.strategy not in STRATEGIES:
             raise HacmError(f"MaskExplorer: strategy must be one of {STRATEGIES}, got {p.strategy!r}")
+        if p.normalise and p.normalise not in NORMALISATIONS:
+            raise HacmError(f"MaskExplorer: normalise must be one of {NORMALISATIONS} (or empty), got {p.normalise!r}")
         if p.geometry not in GEOMETRY_CHOICES:
             raise HacmError(f"MaskExplorer: geometry must be one of {GEOMETRY_CHOICES}, got {p.geometry!r}")
         TP = self.model(p.checkpoint, p.geometry).cfg.num_patches
@@ -221,15 +247,14 @@ class MaskExplorer:
     def spread_text(self, params: ExplorerParams, info: MaskInfo) -> str:
         """Keep-probability spread of each branch of the current draw, as one line of text."""
         a = min(self.actor, info.scores.shape[0] - 1)
-        parts = []
-        for patches, crit in zip(info.patches, info.criteria):
-            ratio = spread_ratio(info.scores[a, patches].numpy(), params.tau)
-            parts.append(f"{_branch_name(params.strategy, crit)} branch ({crit}) {ratio:.2f}x")
-        return (f"keep-probability spread max p / min p at tau={params.tau:.2f}: " + ", ".join(parts)
-                + f"  (1x = uniform; bound e^(1/tau) = {np.exp(1 / params.tau):.2f}x for non-negative scores)")
+        parts = [f"{_branch_name(params.strategy, crit)} branch ({crit}) {float(spread[a]):.2f}x"
+                 for crit, spread in zip(info.criteria, info.spread())]
+        normalise = self._masking(params).normalise
+        return (f"keep-probability spread max p / min p at tau={params.tau:.2f} ({normalise} normalisation): "
+                + ", ".join(parts) + "  (1x = random masking)")
 
     def figures(self, params: ExplorerParams) -> tuple[dict[str, go.Figure], str]:
-        """The three views for resolved params, and the spread text."""
+        """The views for resolved params, and the spread text."""
         enc = self.encoded(params.sample, params.checkpoint, params.geometry)
         model = self.model(params.checkpoint, params.geometry)
         t_patch, t = model.cfg.t_patch, params.time_patch
@@ -272,22 +297,45 @@ class MaskExplorer:
                                title=f"{clip_name}<br><sup>frame {frame} (middle of time patch {t})</sup>")
 
         panels = [TokenPanel(f"{params.strategy} (current: {', '.join(dict.fromkeys(info.criteria))})",
-                             ~mask, None if params.strategy == "random" else scores, patch_branch)]
+                             ~mask, None if params.strategy == "random" else scores, _log_ratio(info, a))]
+        by_criterion = {}
         for strategy, title in CRITERION_PANELS:
             other = info if strategy == params.strategy else self.masks(params, strategy)
-            other_branch = np.zeros(mask.shape[0], dtype=int)
-            for b, patches in enumerate(other.patches):
-                other_branch[patches.numpy()] = b
+            by_criterion[other.criteria[0]] = other
             panels.append(TokenPanel(title, ~other.mask[a].numpy(),
-                                     None if strategy == "random" else other.scores[a].numpy(), other_branch))
+                                     None if strategy == "random" else other.scores[a].numpy(), _log_ratio(other, a)))
         spread = self.spread_text(params, info)
         grid = token_grid_figure(panels, [JOINT_NAMES[j] for j in tokens], t_patch=t_patch,
                                  title=f"Kept tokens, mask ratio {params.mask_ratio:.2f}, tau {params.tau:.2f}, "
                                        f"seed {params.seed}: {clip_name}<br><sup>{spread}</sup>")
-        return {"disk": disk, "skeleton": skel, "tokens": grid}, spread
+        curves = {f"{crit} ({normalise})": (TAU_GRID, _spread_curve(other, a, normalise))
+                  for crit, other in by_criterion.items() if crit != "random" for normalise in NORMALISATIONS}
+        spread_fig = keep_spread_figure(curves, tau=params.tau,
+                                        title=f"How far each criterion's masks are from random: {clip_name}")
+        return {"disk": disk, "skeleton": skel, "tokens": grid, "radii": self.radius_view(params),
+                "spread": spread_fig}, spread
+
+    def radius_view(self, params: ExplorerParams) -> go.Figure:
+        """dist0 of every token, trunk joint and parent point of the clip (all time patches)."""
+        enc = self.encoded(params.sample, params.checkpoint, params.geometry)
+        model = self.model(params.checkpoint, params.geometry)
+        tokens = set(joint_set(model.cfg.prune))
+        kinds = {"tokens": [j in tokens for j in enc.nodes], "trunk joints": [j >= 0 and j not in tokens for j in enc.nodes],
+                 "parent point": [j < 0 for j in enc.nodes]}
+        dist0 = {name: enc.dist0[:, np.array(sel)] for name, sel in kinds.items() if any(sel)}
+        lines = {}
+        if params.geometry == "poincare":
+            c = model.cfg.curvature
+            lines = {f"float32 projection (eps {eps:g}) clips beyond": 2 / math.sqrt(c) * math.atanh(1 - eps)
+                     for eps in (FLOAT32_BALL_EPS, RELEASE_BALL_EPS)}
+        return radius_figure(dist0, clip_lines=lines,
+                             title=f"Distance from the origin, model {params.checkpoint}, "
+                                   f"clip {params.sample}<br><sup>depth in the hierarchy; a projection "
+                                   f"puts every point beyond its line on one sphere</sup>")
 
     def static_figures(self, **params) -> dict[str, go.Figure]:
-        """{"disk", "skeleton", "tokens"} as plain go.Figure for batch mode (ExplorerParams fields)."""
+        """{"disk", "skeleton", "tokens", "radii", "spread"} as plain go.Figure for batch mode
+        (ExplorerParams fields)."""
         return self.figures(self.resolve(**params))[0]
 
     # -- the widget --------------------------------------------------------------------------
@@ -313,6 +361,8 @@ class MaskExplorer:
             "tau": w.FloatLogSlider(value=p.tau, base=10, min=-1.5, max=1.0, step=0.05, description="tau", **slider),
             "seed": w.IntSlider(value=p.seed, min=0, max=99, description="seed", **slider),
             "strategy": w.Dropdown(options=list(STRATEGIES), value=p.strategy, description="strategy"),
+            "normalise": w.Dropdown(options=[("strategy default", ""), *[(n, n) for n in NORMALISATIONS]],
+                                    value=p.normalise, description="normalise"),
             "geometry": w.Dropdown(options=list(GEOMETRY_CHOICES), value=p.geometry, description="geometry"),
             "checkpoint": w.Dropdown(options=list(self.checkpoints), value=p.checkpoint, description="checkpoint"),
         }
@@ -326,10 +376,11 @@ class MaskExplorer:
         c = self.controls
         return w.VBox([
             w.HBox([c["sample"], c["time_patch"], c["checkpoint"], c["geometry"]]),
-            w.HBox([c["strategy"], c["mask_ratio"], c["tau"], c["seed"]]),
+            w.HBox([c["strategy"], c["normalise"], c["mask_ratio"], c["tau"], c["seed"]]),
             self.spread_label, self.status_label,
             w.HBox([self.figure_widgets["disk"], self.figure_widgets["skeleton"]]),
             self.figure_widgets["tokens"],
+            w.HBox([self.figure_widgets["radii"], self.figure_widgets["spread"]]),
         ])
 
     def _on_change(self, _change) -> None:

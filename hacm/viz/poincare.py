@@ -24,7 +24,12 @@ import torch
 from hacm.errors import HacmError
 
 GEODESIC_SAMPLES = 32   # points per drawn geodesic arc
-_DISK = geoopt.PoincareBall(c=1.0)   # the drawn disk: unit circle, curvature 1
+# Deeper points are drawn at this distance from the origin (radius 1 - 6.7e-4: on the rim at any
+# screen resolution), so that two drawn points are at most 16 apart and geoopt's disk geodesics stay
+# exact (its artanh clamps at distance 16.8); hover texts give the true dist0.
+MAX_DRAWN_DIST0 = 8.0
+# the drawn disk: unit circle, curvature 1, exact in float64 (a float c goes through a float32 softplus)
+_DISK = geoopt.PoincareBall(c=torch.tensor(1.0, dtype=torch.float64))
 
 # Colours by branch (hue) and kept/masked (filled/open marker); shared with the 3-D skeleton view.
 BRANCH_COLOURS = {
@@ -68,26 +73,30 @@ def pca_basis(tangents) -> np.ndarray:
     return basis.numpy()
 
 
-def disk_layout(points, geometry, basis=None) -> np.ndarray:
-    """Points [V, D] of `geometry` -> 2-D positions [V, 2] with the same distance from the origin.
+def disk_layout(tangents, dist0, *, geometry: str = "poincare", basis=None) -> np.ndarray:
+    """Tokens -> 2-D positions [V, 2] with the same distance from the origin.
 
-    Poincaré: positions in the unit disk whose `dist0` (curvature 1) equals the points' `dist0` in
-    their ball. Euclidean: plane positions whose norm is the points' L2 norm. `basis` [D, 2] fixes
-    the projection (default: `pca_basis` of these points' `logmap0`).
+    tangents [V, D]: the tokens' Euclidean embeddings, i.e. tangent vectors at the origin (their
+    direction is the point's direction); dist0 [V]: their distance from the origin in the model's
+    geometry (`geometry.dist0(geometry.points(e))`, exact in float64). Poincaré: positions in the
+    unit disk (curvature 1) with that dist0 (up to MAX_DRAWN_DIST0). Euclidean: plane positions
+    with that norm. `basis`
+    [D, 2] fixes the projection (default: `pca_basis` of `tangents`).
     """
-    pts = torch.as_tensor(np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points))
-    if pts.ndim != 2:
-        raise HacmError(f"disk_layout: expected points [V, D], got shape {tuple(pts.shape)}")
-    d0 = _as_float64(geometry.dist0(pts.float()))                                   # [V]
-    tangent = _as_float64(geometry.logmap0(pts.float()))                            # [V, D]
+    tangent = _as_float64(tangents)
+    if tangent.ndim != 2:
+        raise HacmError(f"disk_layout: expected tangents [V, D], got shape {tuple(tangent.shape)}")
+    d0 = _as_float64(dist0).reshape(-1)                                            # [V]
+    if d0.shape[0] != tangent.shape[0]:
+        raise HacmError(f"disk_layout: {tangent.shape[0]} tangents but {d0.shape[0]} distances")
     basis = _as_float64(pca_basis(tangent) if basis is None else basis)            # [D, 2]
     proj = tangent @ basis                                                         # [V, 2]
     norm = proj.norm(dim=-1, keepdim=True)
     # A point whose tangent is orthogonal to the plane (or the origin itself) has no direction;
     # any direction is faithful for its distance, so use the first axis.
     direction = torch.where(norm > 1e-12, proj / norm.clamp_min(1e-12), torch.tensor([1.0, 0.0], dtype=torch.float64))
-    if geometry.name == "poincare":
-        return _DISK.expmap0(direction * (d0 / 2).unsqueeze(-1)).numpy()
+    if geometry == "poincare":
+        return _DISK.expmap0(direction * (d0.clamp_max(MAX_DRAWN_DIST0) / 2).unsqueeze(-1), project=False).numpy()
     return (direction * d0.unsqueeze(-1)).numpy()
 
 
@@ -97,7 +106,8 @@ def disk_dist0(layout) -> np.ndarray:
 
 
 def geodesic_arc(a, b, samples: int = GEODESIC_SAMPLES) -> np.ndarray:
-    """Points [samples, 2] of the disk geodesic from a [2] to b [2] (geoopt), endpoints included."""
+    """Points [samples, 2] of the disk geodesic from a [2] to b [2] (geoopt), endpoints included,
+    evenly spaced along it."""
     t = torch.linspace(0.0, 1.0, samples, dtype=torch.float64).unsqueeze(-1)      # [S, 1]
     return _DISK.geodesic(t, _as_float64(a), _as_float64(b)).numpy()
 
@@ -161,4 +171,24 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
         yaxis = {**axis, "title": "plane y (PCA 2)", "scaleanchor": "x", "scaleratio": 1}
     fig.update_layout(title=title, xaxis=axis, yaxis=yaxis, width=640, height=600,
                       legend={"title": "token (branch, kept/masked)"}, template="plotly_white")
+    return fig
+
+
+def radius_figure(dist0: dict[str, np.ndarray], *, clip_lines: dict[str, float] | None = None,
+                  title: str = "Distance from the origin of every token of the clip") -> go.Figure:
+    """Histograms of dist0 (geodesic distance from the origin: depth in the hierarchy) per kind of
+    point ("tokens", "trunk joints", ...). clip_lines: label -> dist0 beyond which a projection
+    would put points on one sphere (e.g. geoopt's float32 eps), drawn as vertical lines."""
+    if not dist0:
+        raise HacmError("radius_figure: no distances given")
+    fig = go.Figure()
+    for name, values in dist0.items():
+        v = np.asarray(values, dtype=np.float64).ravel()
+        fig.add_trace(go.Histogram(x=v, name=f"{name} ({v.size})", opacity=0.7, nbinsx=40))
+    for label, x in (clip_lines or {}).items():
+        fig.add_vline(x=x, line={"color": "#b03a2e", "dash": "dash"}, annotation_text=label,
+                      annotation_textangle=-90, annotation_position="top left")
+    fig.update_layout(title=title, barmode="overlay", template="plotly_white", width=640, height=420,
+                      xaxis={"title": "dist0 (geodesic distance from the origin)"}, yaxis={"title": "points"},
+                      legend={"title": "point"})
     return fig

@@ -247,29 +247,68 @@ def ablation_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None
     return Table(list(columns), rows)
 
 
-def tau_curve_figure(rows: Sequence[Mapping], metric: str = "accuracy", *, series: str | None = None,
-                     title: str | None = None) -> Figure:
-    """Mean and min-max spread over seeds of `metric` against tau; one line per value of `series`."""
-    groups: dict[object, dict[float, list[float]]] = {}
-    for r in rows:
-        if "tau" not in r or metric not in r:
-            raise HacmError(f"tau_curve_figure: every row needs 'tau' and {metric!r}, got keys {sorted(r)}")
-        groups.setdefault(r.get(series) if series else None, {}).setdefault(float(r["tau"]), []).append(float(r[metric]))
+def tau_curve_figure(points: Sequence[Mapping], *, metric: str = "accuracy (%)", title: str | None = None) -> Figure:
+    """Accuracy against tau, one line per series (e.g. the keep-probability normalisation).
+
+    points: {"tau", "series", "mean", "ci": (lo, hi), "values": per-seed values} in percent; the
+    band is the 95 % confidence interval over clips and seeds, dots are the seeds.
+    """
+    groups: dict[str, list[Mapping]] = {}
+    for p in points:
+        missing = {"tau", "series", "mean", "ci", "values"} - set(p)
+        if missing:
+            raise HacmError(f"tau_curve_figure: every point needs {sorted(missing)}, got keys {sorted(p)}")
+        groups.setdefault(str(p["series"]), []).append(p)
+    if not groups:
+        raise HacmError("tau_curve_figure: no points given")
     fig, ax = _subplots(figsize=(7, 4))
-    for name, by_tau in groups.items():
-        taus = np.array(sorted(by_tau))
-        vals = [np.asarray(by_tau[t]) for t in taus]
-        mean = np.array([v.mean() for v in vals])
-        (line,) = ax.plot(taus, mean, marker="o", label=f"{series}={name}" if series else f"mean of {metric}")
-        ax.fill_between(taus, [v.min() for v in vals], [v.max() for v in vals], alpha=0.2, color=line.get_color(),
-                        label=None)
-    n_seeds = max(len(v) for g in groups.values() for v in g.values())
+    for name, pts in groups.items():
+        pts = sorted(pts, key=lambda p: float(p["tau"]))
+        taus = np.array([float(p["tau"]) for p in pts])
+        (line,) = ax.plot(taus, [p["mean"] for p in pts], marker="o", label=name)
+        ax.fill_between(taus, [p["ci"][0] for p in pts], [p["ci"][1] for p in pts], alpha=0.15,
+                        color=line.get_color())
+        for p in pts:
+            ax.scatter([float(p["tau"])] * len(p["values"]), p["values"], s=10, color=line.get_color(), alpha=0.5)
+    n_seeds = max(len(p["values"]) for p in points)
     ax.set_xscale("log")
     ax.set_xlabel("Gumbel temperature tau (log scale)")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
-    ax.legend(title=f"band: min-max over {n_seeds} seed(s)")
+    ax.legend(title=f"band: 95 % CI (clips x {n_seeds} seeds); dots: seeds", fontsize=8, title_fontsize=8)
     ax.set_title(title or f"{metric} against tau")
+    fig.tight_layout()
+    return fig
+
+
+def method_comparison_figure(methods: Mapping[str, Mapping], *, metric: str = "accuracy (%)",
+                             title: str = "Methods compared") -> Figure:
+    """Per method: the seeds as dots, their mean as a bar, the 95 % CI (clips x seeds) as an error bar.
+
+    methods: name -> {"values": per-seed accuracies, "mean", "ci": (lo, hi)} in percent, in display order.
+    """
+    if not methods:
+        raise HacmError("method_comparison_figure: no methods given")
+    names = list(methods)
+    fig, ax = _subplots(figsize=(max(5.0, 1.3 * len(names) + 2), 4))
+    x = np.arange(len(names))
+    means = np.array([methods[n]["mean"] for n in names], dtype=float)
+    lo = np.array([methods[n]["ci"][0] for n in names], dtype=float)
+    hi = np.array([methods[n]["ci"][1] for n in names], dtype=float)
+    ax.bar(x, means, width=0.6, color="#c6dbef", edgecolor="#2171b5", label="mean over seeds")
+    ax.errorbar(x, means, yerr=[means - lo, hi - means], fmt="none", ecolor="black", capsize=5,
+                label="95 % CI (clips x seeds)")
+    for i, n in enumerate(names):
+        v = np.asarray(methods[n]["values"], dtype=float)
+        ax.scatter(i + np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else [i], v, color="#08306b", s=14, zorder=3,
+                   label="seeds" if i == 0 else None)
+    ax.set_xticks(x, names, rotation=15, ha="right")
+    ax.set_ylabel(metric)
+    span = max(hi.max() - lo.min(), 1.0)
+    ax.set_ylim(max(0.0, lo.min() - 0.6 * span), min(100.0, hi.max() + 0.4 * span))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 
