@@ -50,8 +50,9 @@ class DataConfig:
     random_rot: bool = True                  # random rotation (+-0.3 rad) while training
     vel: bool = False                        # frame differences instead of positions
     bone: bool = False                       # bone vectors instead of positions
-    subset_fraction: float | None = None     # semi-supervised: labelled fraction of train (per class)
+    subset_fraction: float | None = None     # semi-supervised: labelled fraction of the train part
     subset_seed: int = 0                     # the subset is a function of this seed only (same on every rank)
+    subset_balanced: bool = False            # False: int(n * fraction) drawn uniformly (MAMP); True: per class
     num_workers: int | None = None           # DataLoader workers; None = hacm.data.loader's choice
 
 
@@ -62,7 +63,7 @@ class TrainConfig:
     batch_size: int = 64                     # GLOBAL batch: split evenly over DDP ranks
     lr: float = 1e-3
     min_lr: float = 5e-4
-    weight_decay: float = 0.05               # never on biases, norms, embeddings, mask tokens
+    weight_decay: float = 0.05               # on every tensor with ndim >= 2 (as MAMP), never biases/norms
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW (pretrain, finetune)
     momentum: float = 0.9                    # SGD (linear probe)
     layer_decay: float = 1.0                 # fine-tune: lr * layer_decay^(depth + 1 - layer_id)
@@ -581,8 +582,9 @@ def _map_feeders(raw: dict, feeder: str, out: dict, notes: list[str]) -> None:
         if "data_ratio" not in train_args:
             raise ConfigError("train_feeder_args.data_ratio: the semi-supervised feeder needs it")
         data["subset_fraction"] = train_args.pop("data_ratio")
-        notes.append(f"data_ratio {data['subset_fraction']} -> data.subset_fraction (one class-balanced "
-                     "subset from data.subset_seed, the same on every rank; the release drew one per rank)")
+        notes.append(f"data_ratio {data['subset_fraction']} -> data.subset_fraction (int(n * data_ratio) clips "
+                     "drawn uniformly as MAMP, from data.subset_seed: the same subset on every rank, where "
+                     "MAMP drew one per rank; data.subset_balanced: true draws per class instead)")
     for part, args in (("train_feeder_args", train_args), ("val_feeder_args", val_args)):
         if args:
             key = next(iter(args))
