@@ -19,11 +19,14 @@ Two file formats are read, told apart by their keys:
 - the authors' MAMP / HA-CM YAML: flat keys (`feeder`, `train_feeder_args`, `model`,
   `model_args`, `epochs`, ...). They are mapped onto a RunConfig; whatever hacm cannot honour
   is a ConfigError saying which key and why, and every decision taken on the way (joint pruning
-  from `num_joints`, where the data has to come from, ...) is reported as a note.
+  from `num_joints`, where the data has to come from, whether a model class MAMP and the HA-CM
+  release share stands for MAMP's Euclidean or the release's hyperbolic encoder, ...) is
+  reported as a note.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -362,7 +365,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), notes: list[str
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     sink = notes if notes is not None else []
     try:
-        d = from_upstream(raw, sink) if is_upstream(raw) else raw
+        d = from_upstream(raw, sink, path) if is_upstream(raw) else raw
         return from_dict(apply_overrides(d, overrides))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
@@ -379,7 +382,7 @@ def is_upstream(raw: dict) -> bool:
 _UPSTREAM_FEEDERS = ("feeder.feeder_ntu.Feeder", "feeder.feeder_ntu_semi.Feeder")
 
 # model class -> (protocol, masking) for the pre-training models; the downstream Transformer
-# takes its protocol from model_args.protocol.
+# takes its protocol from model_args.protocol, and its source from `_downstream_source`.
 _UPSTREAM_MODELS = {
     "model_hacm.transformer.Transformer": ("pretrain", dict(strategy="hacm")),
     "model_mamp.transformer.Transformer": ("pretrain", dict(strategy="motion", keep_high=False,
@@ -423,8 +426,44 @@ def _is_zero(v) -> bool:
         return False
 
 
-def from_upstream(raw: dict, notes: list[str]) -> dict:
-    """Map an authors' MAMP / HA-CM YAML onto a nested hacm config dict (appending notes)."""
+# Downstream file names: MAMP's carry the clip length and depth, the HA-CM release's only the protocol.
+_MAMP_DOWNSTREAM_NAME = re.compile(r"(linprobe|finetune|semi_[0-9.]+)_t\d+_layer\d+.*\.ya?ml", re.IGNORECASE)
+_HACM_DOWNSTREAM_NAME = re.compile(r"(linprobe|finetune|semi_[0-9.]+)\.ya?ml", re.IGNORECASE)
+
+
+def _downstream_source(margs: dict, path: Path | None) -> tuple[str, str]:
+    """Whose `model.transformer.Transformer` file this is, ("MAMP" or "HA-CM", why).
+
+    MAMP and the HA-CM release share the class name, and some of their downstream files are
+    byte-identical, so the content decides only where it can: 18 joints (trunk pruning) exist only
+    in the HA-CM release. Then the file name (MAMP's `linprobe_t120_layer8.yaml`,
+    `finetune_t120_layer8_decay.yaml`, `semi_0.1_t120_layer8_decay.yaml` against the release's
+    `linprobe.yaml`, `finetune.yaml`, `semi_0.1.yaml`), then a folder named mamp or hacm just
+    above it (the published layout is <source>/<benchmark>/<file>; folders further up, such as a
+    checkout's own name, say nothing). With none of these, 25 joints mean MAMP: the release's
+    models cannot run unpruned.
+    """
+    if margs.get("num_joints") == 18:
+        return "HA-CM", "model_args.num_joints 18: trunk pruning exists only in the HA-CM release"
+    if path is not None:
+        if _MAMP_DOWNSTREAM_NAME.fullmatch(path.name):
+            return "MAMP", f"file name {path.name} is MAMP's naming (<protocol>_t<frames>_layer<depth>...)"
+        if _HACM_DOWNSTREAM_NAME.fullmatch(path.name):
+            return "HA-CM", f"file name {path.name} is the HA-CM release's naming (<protocol>.yaml)"
+        for folder in reversed(path.parent.parts[-2:]):
+            source = {"mamp": "MAMP", "hacm": "HA-CM"}.get(folder.lower())
+            if source is not None:
+                return source, f"it lies in a folder named {folder}"
+    return "MAMP", (f"model_args.num_joints {margs.get('num_joints', 25)} and neither file name nor folder "
+                    "tells: the HA-CM release's models need 18 joints")
+
+
+def from_upstream(raw: dict, notes: list[str], path: str | Path | None = None) -> dict:
+    """Map an authors' MAMP / HA-CM YAML onto a nested hacm config dict (appending notes).
+
+    `path` is the file the dict was read from: MAMP's and the HA-CM release's downstream files
+    can only be told apart by their names (`_downstream_source`).
+    """
     raw = dict(raw)
     out: dict = {"data": {}, "model": {}, "masking": {}, "train": {}}
 
@@ -451,11 +490,20 @@ def from_upstream(raw: dict, notes: list[str]) -> dict:
     if masking:
         out["masking"].update(masking)
         notes.append(f"model {model_cls} -> protocol pretrain, masking.strategy {masking['strategy']}")
+    if model_cls == "model.transformer.Transformer":
+        source, why = _downstream_source(margs, None if path is None else Path(path))
+        geometry = "euclidean" if source == "MAMP" else "poincare"
+        out["model"]["geometry"] = geometry
+        notes.append(f"model {model_cls} is shared by MAMP and the HA-CM release; read as {source}'s, because "
+                     f"{why} -> model.geometry {geometry}")
     if model_cls in ("model_mamp.transformer.Transformer", "model_mae.transformer.Transformer"):
         # MAMP and MAE have neither the hyperbolic map nor the cross-contrast loss.
         out["model"].update(geometry="euclidean", cc_weight=0.0, motion_expmap=False)
         notes.append("MAMP/MAE model -> model.geometry euclidean, model.cc_weight 0 (no cross-contrast), "
                      "model.motion_expmap false")
+    if model_cls == "model_mae.transformer.Transformer":
+        notes.append("MAMP's MAE reconstructs joint positions; hacm's target is always the motion, so this "
+                     "runs MAMP's model with random masking, not MAMP's MAE baseline")
 
     num_classes = margs.pop("num_classes", None)
     _map_model_args(margs, out, notes)
