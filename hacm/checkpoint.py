@@ -28,6 +28,7 @@ import torch
 from hacm.errors import HacmError
 from hacm.fileio import write_atomic
 from hacm.model import Encoder, LoadReport, load_mamp_state_dict
+from hacm.skeleton import NUM_JOINTS
 
 FORMAT = "hacm-checkpoint"
 VERSION = 1
@@ -122,13 +123,40 @@ def _load_any(path: Path) -> object:
     return _torch_load(path, [argparse.Namespace])
 
 
+# MAMP's pre-training classes; `model.transformer.Transformer` is its downstream class and the
+# HA-CM release's alike, told apart by the joints (the release prunes to 18, MAMP keeps 25).
+_MAMP_PRETRAIN_CLASSES = ("model_mamp.transformer.Transformer", "model_mae.transformer.Transformer")
+_HACM_PRETRAIN_CLASS = "model_hacm.transformer.Transformer"
+
+
+def _mamp_evidence(raw: dict, state: dict) -> str | None:
+    """Why an original-code checkpoint comes from MAMP's code (Euclidean tokens), or None.
+
+    MAMP saves its argparse namespace beside the weights (`args.model` names the class). The
+    HA-CM release trains only 18-joint models, so a 25-joint `pos_embed` is MAMP's whatever the
+    class name says, unless the class is the release's own pre-training model.
+    """
+    args = raw.get("args")
+    model_cls = vars(args).get("model") if isinstance(args, argparse.Namespace) else None
+    if model_cls in _MAMP_PRETRAIN_CLASSES:
+        return f"args.model {model_cls!r} is MAMP's"
+    pos = state.get("pos_embed", state.get("module.pos_embed"))
+    if model_cls != _HACM_PRETRAIN_CLASS and isinstance(pos, torch.Tensor) and pos.dim() == 4 \
+            and pos.shape[2] == NUM_JOINTS:
+        named = f"args.model {model_cls!r} and " if model_cls else ""
+        return f"{named}a {NUM_JOINTS}-joint pos_embed {list(pos.shape)} (the HA-CM release prunes to 18)"
+    return None
+
+
 def load_pretrained_encoder(encoder: Encoder, path: str | Path, model_config=None) -> LoadReport:
     """Initialise `encoder` from a hacm run / checkpoint or an original MAMP / HA-CM `.pth`.
 
-    hacm checkpoints must agree with `model_config` on ARCHITECTURE_KEYS. Every encoder tensor
-    must be found (a partly random "pre-trained" encoder is a mistake, not a warning); heads and
-    decoders in the file are reported and ignored, temp_embed is interpolated when the number of
-    time patches differs.
+    With `model_config` (a run's), hacm checkpoints must agree with it on ARCHITECTURE_KEYS, and
+    an original MAMP checkpoint needs `geometry: euclidean`: its weights never saw the Poincaré
+    map, and would still load without an error. Without it (the explorer, which looks at the same
+    weights in either geometry) neither is checked. Every encoder tensor must be found (a partly
+    random "pre-trained" encoder is a mistake, not a warning); heads and decoders in the file are
+    reported and ignored, temp_embed is interpolated when the number of time patches differs.
     """
     path = find_checkpoint(path)
     raw = _load_any(path)
@@ -144,6 +172,11 @@ def load_pretrained_encoder(encoder: Encoder, path: str | Path, model_config=Non
         state = raw.get("model", raw)
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise HacmError(f"{path}: expected a state dict (or a dict with one under 'model')")
+        evidence = _mamp_evidence(raw, state)
+        if model_config is not None and model_config.geometry != "euclidean" and evidence is not None:
+            raise HacmError(f"{path}: a MAMP checkpoint ({evidence}), whose Euclidean weights would be read "
+                            f"through the {model_config.geometry} map they were never trained with; evaluate "
+                            f"it with --set model.geometry=euclidean")
     else:
         raise HacmError(f"{path}: expected a dict checkpoint, got {type(raw).__name__}")
     report = load_mamp_state_dict(encoder, state)

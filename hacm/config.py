@@ -19,11 +19,14 @@ Two file formats are read, told apart by their keys:
 - the authors' MAMP / HA-CM YAML: flat keys (`feeder`, `train_feeder_args`, `model`,
   `model_args`, `epochs`, ...). They are mapped onto a RunConfig; whatever hacm cannot honour
   is a ConfigError saying which key and why, and every decision taken on the way (joint pruning
-  from `num_joints`, where the data has to come from, ...) is reported as a note.
+  from `num_joints`, where the data has to come from, whether a model class MAMP and the HA-CM
+  release share stands for MAMP's Euclidean or the release's hyperbolic encoder, ...) is
+  reported as a note.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -50,8 +53,9 @@ class DataConfig:
     random_rot: bool = True                  # random rotation (+-0.3 rad) while training
     vel: bool = False                        # frame differences instead of positions
     bone: bool = False                       # bone vectors instead of positions
-    subset_fraction: float | None = None     # semi-supervised: labelled fraction of train (per class)
+    subset_fraction: float | None = None     # semi-supervised: labelled fraction of the train part
     subset_seed: int = 0                     # the subset is a function of this seed only (same on every rank)
+    subset_balanced: bool = False            # False: int(n * fraction) drawn uniformly (MAMP); True: per class
     num_workers: int | None = None           # DataLoader workers; None = hacm.data.loader's choice
 
 
@@ -62,7 +66,7 @@ class TrainConfig:
     batch_size: int = 64                     # GLOBAL batch: split evenly over DDP ranks
     lr: float = 1e-3
     min_lr: float = 5e-4
-    weight_decay: float = 0.05               # never on biases, norms, embeddings, mask tokens
+    weight_decay: float = 0.05               # on every tensor with ndim >= 2 (as MAMP), never biases/norms
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW (pretrain, finetune)
     momentum: float = 0.9                    # SGD (linear probe)
     layer_decay: float = 1.0                 # fine-tune: lr * layer_decay^(depth + 1 - layer_id)
@@ -367,7 +371,7 @@ def load_config(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] =
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     sink = notes if notes is not None else []
     try:
-        d = from_upstream(raw, sink) if is_upstream(raw) else raw
+        d = from_upstream(raw, sink, path) if is_upstream(raw) else raw
         return from_dict(apply_overrides(d, overrides))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
@@ -384,7 +388,7 @@ def is_upstream(raw: dict) -> bool:
 _UPSTREAM_FEEDERS = ("feeder.feeder_ntu.Feeder", "feeder.feeder_ntu_semi.Feeder")
 
 # model class -> (protocol, masking) for the pre-training models; the downstream Transformer
-# takes its protocol from model_args.protocol.
+# takes its protocol from model_args.protocol, and its source from `_downstream_source`.
 _UPSTREAM_MODELS = {
     "model_hacm.transformer.Transformer": ("pretrain", dict(strategy="hacm")),
     "model_mamp.transformer.Transformer": ("pretrain", dict(strategy="motion", keep_high=False,
@@ -428,8 +432,44 @@ def _is_zero(v) -> bool:
         return False
 
 
-def from_upstream(raw: dict, notes: list[str]) -> dict:
-    """Map an authors' MAMP / HA-CM YAML onto a nested hacm config dict (appending notes)."""
+# Downstream file names: MAMP's carry the clip length and depth, the HA-CM release's only the protocol.
+_MAMP_DOWNSTREAM_NAME = re.compile(r"(linprobe|finetune|semi_[0-9.]+)_t\d+_layer\d+.*\.ya?ml", re.IGNORECASE)
+_HACM_DOWNSTREAM_NAME = re.compile(r"(linprobe|finetune|semi_[0-9.]+)\.ya?ml", re.IGNORECASE)
+
+
+def _downstream_source(margs: dict, path: Path | None) -> tuple[str, str]:
+    """Whose `model.transformer.Transformer` file this is, ("MAMP" or "HA-CM", why).
+
+    MAMP and the HA-CM release share the class name, and some of their downstream files are
+    byte-identical, so the content decides only where it can: 18 joints (trunk pruning) exist only
+    in the HA-CM release. Then the file name (MAMP's `linprobe_t120_layer8.yaml`,
+    `finetune_t120_layer8_decay.yaml`, `semi_0.1_t120_layer8_decay.yaml` against the release's
+    `linprobe.yaml`, `finetune.yaml`, `semi_0.1.yaml`), then a folder named mamp or hacm just
+    above it (the published layout is <source>/<benchmark>/<file>; folders further up, such as a
+    checkout's own name, say nothing). With none of these, 25 joints mean MAMP: the release's
+    models cannot run unpruned.
+    """
+    if margs.get("num_joints") == 18:
+        return "HA-CM", "model_args.num_joints 18: trunk pruning exists only in the HA-CM release"
+    if path is not None:
+        if _MAMP_DOWNSTREAM_NAME.fullmatch(path.name):
+            return "MAMP", f"file name {path.name} is MAMP's naming (<protocol>_t<frames>_layer<depth>...)"
+        if _HACM_DOWNSTREAM_NAME.fullmatch(path.name):
+            return "HA-CM", f"file name {path.name} is the HA-CM release's naming (<protocol>.yaml)"
+        for folder in reversed(path.parent.parts[-2:]):
+            source = {"mamp": "MAMP", "hacm": "HA-CM"}.get(folder.lower())
+            if source is not None:
+                return source, f"it lies in a folder named {folder}"
+    return "MAMP", (f"model_args.num_joints {margs.get('num_joints', 25)} and neither file name nor folder "
+                    "tells: the HA-CM release's models need 18 joints")
+
+
+def from_upstream(raw: dict, notes: list[str], path: str | Path | None = None) -> dict:
+    """Map an authors' MAMP / HA-CM YAML onto a nested hacm config dict (appending notes).
+
+    `path` is the file the dict was read from: MAMP's and the HA-CM release's downstream files
+    can only be told apart by their names (`_downstream_source`).
+    """
     raw = dict(raw)
     out: dict = {"data": {}, "model": {}, "masking": {}, "train": {}}
 
@@ -456,11 +496,20 @@ def from_upstream(raw: dict, notes: list[str]) -> dict:
     if masking:
         out["masking"].update(masking)
         notes.append(f"model {model_cls} -> protocol pretrain, masking.strategy {masking['strategy']}")
+    if model_cls == "model.transformer.Transformer":
+        source, why = _downstream_source(margs, None if path is None else Path(path))
+        geometry = "euclidean" if source == "MAMP" else "poincare"
+        out["model"]["geometry"] = geometry
+        notes.append(f"model {model_cls} is shared by MAMP and the HA-CM release; read as {source}'s, because "
+                     f"{why} -> model.geometry {geometry}")
     if model_cls in ("model_mamp.transformer.Transformer", "model_mae.transformer.Transformer"):
         # MAMP and MAE have neither the hyperbolic map nor the cross-contrast loss.
         out["model"].update(geometry="euclidean", cc_weight=0.0, motion_expmap=False)
         notes.append("MAMP/MAE model -> model.geometry euclidean, model.cc_weight 0 (no cross-contrast), "
                      "model.motion_expmap false")
+    if model_cls == "model_mae.transformer.Transformer":
+        notes.append("MAMP's MAE reconstructs joint positions; hacm's target is always the motion, so this "
+                     "runs MAMP's model with random masking, not MAMP's MAE baseline")
 
     num_classes = margs.pop("num_classes", None)
     _map_model_args(margs, out, notes)
@@ -587,8 +636,9 @@ def _map_feeders(raw: dict, feeder: str, out: dict, notes: list[str]) -> None:
         if "data_ratio" not in train_args:
             raise ConfigError("train_feeder_args.data_ratio: the semi-supervised feeder needs it")
         data["subset_fraction"] = train_args.pop("data_ratio")
-        notes.append(f"data_ratio {data['subset_fraction']} -> data.subset_fraction (one class-balanced "
-                     "subset from data.subset_seed, the same on every rank; the release drew one per rank)")
+        notes.append(f"data_ratio {data['subset_fraction']} -> data.subset_fraction (int(n * data_ratio) clips "
+                     "drawn uniformly as MAMP, from data.subset_seed: the same subset on every rank, where "
+                     "MAMP drew one per rank; data.subset_balanced: true draws per class instead)")
     for part, args in (("train_feeder_args", train_args), ("val_feeder_args", val_args)):
         if args:
             key = next(iter(args))

@@ -156,10 +156,14 @@ def attention_scores(q: Tensor, k: Tensor, variant: str = "standard") -> Tensor:
 def motion_scores(x_patches: Tensor) -> Tensor:
     """MAMP's motion criterion: mean |change| of each token's patch since the previous time patch.
 
-    x_patches [S, TP, V, P] (P = t_patch * 3 input coordinates) -> [S, TP, V]; patch 0 scores 0.
+    x_patches [S, TP, V, P] (P = t_patch * 3 input coordinates) -> [S, TP, V]. Patch 0 has no
+    previous patch and takes patch 1's score, as MAMP does; a zero there would make the first
+    patch the least (MAMP: most) likely to be kept in every clip.
     """
     motion = torch.zeros_like(x_patches[..., 0])
     motion[:, 1:] = (x_patches[:, 1:] - x_patches[:, :-1]).abs().mean(-1)
+    if motion.shape[1] > 1:
+        motion[:, 0] = motion[:, 1]
     return motion
 
 

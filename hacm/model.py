@@ -455,7 +455,11 @@ class LinprobeHead(nn.Module):
 
 
 class FinetuneHead(nn.Module):
-    """MAMP's fine-tune head: dropout, mean over time, joints x D flattened, mean over actors, MLP."""
+    """MAMP's fine-tune head: dropout, mean over time, joints x D flattened, mean over actors, MLP.
+
+    Initialised as MAMP's: its classifier runs `_init_weights` over the whole model after building
+    the head, so both linear layers are xavier-uniform with zero biases (BatchNorm keeps 1 / 0).
+    """
 
     def __init__(self, num_joints: int, dim: int, num_classes: int, dropout: float, hidden: int = 2048):
         super().__init__()
@@ -463,6 +467,7 @@ class FinetuneHead(nn.Module):
         self.fc1 = nn.Linear(num_joints * dim, hidden)
         self.bn = nn.BatchNorm1d(hidden)
         self.fc2 = nn.Linear(hidden, num_classes)
+        self.apply(_init_weights)
 
     def forward(self, feats: Tensor, actor_mask: Tensor) -> Tensor:                 # [S, TP, V, D]
         x = self.dropout(feats).mean(1).flatten(1)                                   # [S, V*D]

@@ -76,6 +76,19 @@ PARENTS: tuple[int, ...] = (
 # (child, parent) pairs: the 24 bones of the tree.
 BONES: tuple[tuple[int, int], ...] = tuple((j, p) for j, p in enumerate(PARENTS) if p >= 0)
 
+# The bone modality of MAMP and the HA-CM release (their feeders' `ntu_pairs`, 1-based there,
+# inherited from 2s-AGCN), 0-based: (joint, reference) -> bone = joint - reference. Every joint
+# appears once on the left, so the bone input keeps 25 vectors. It is not the tree above, and its
+# quirks are kept on purpose, because checkpoints trained on bones saw exactly these vectors:
+# it is rooted at the spine shoulder (20, 20): that bone is always zero; the spine base points
+# from the spine mid (0, 1) instead of being the root; and the hand tips are taken from the
+# thumbs (21, 22), (23, 24), not from the hands.
+MAMP_BONE_PAIRS: tuple[tuple[int, int], ...] = (
+    (0, 1), (1, 20), (2, 20), (3, 2), (4, 20), (5, 4), (6, 5), (7, 6), (8, 20), (9, 8), (10, 9), (11, 10),
+    (12, 0), (13, 12), (14, 13), (15, 14), (16, 0), (17, 16), (18, 17), (19, 18),
+    (21, 22), (20, 20), (22, 7), (23, 24), (24, 11),
+)
+
 # The centring joint of the standard NTU preprocessing (spine mid, 0-based).
 CENTRE_JOINT = 1
 

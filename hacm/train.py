@@ -12,8 +12,10 @@ directory is the only output:
     checkpoints/epoch_NNNN.pt every train.checkpoint_every epochs and at the last one
 
 Schedules follow MAMP (method.md section 9): the learning rate is set every iteration, linear
-warmup then half-cosine to min_lr. Weight decay never touches biases, norms, embeddings or the
-mask token. Fine-tuning scales each encoder layer's lr by layer_decay^(depth + 1 - layer_id).
+warmup then half-cosine to min_lr. Weight decay applies to every tensor of two or more
+dimensions (the embeddings and the mask token included) and never to biases or norms, as MAMP's
+pre-training and fine-tuning. Fine-tuning scales each encoder layer's lr by
+layer_decay^(depth + 1 - layer_id).
 
 Distributed: started by torchrun (RANK / WORLD_SIZE / LOCAL_RANK in the environment), nccl on
 GPUs and gloo on CPUs. train.batch_size is the global batch; each rank takes an equal share.
@@ -172,7 +174,7 @@ def make_dataset(cfg: RunConfig, store: Store, part: str, *, augment: bool) -> S
         p_interval=d.p_interval_train if augment else d.p_interval_test,
         random_rot=d.random_rot and augment, vel=d.vel, bone=d.bone,
         subset_fraction=d.subset_fraction if part == "train" else None, subset_seed=d.subset_seed,
-        seed=cfg.train.seed)
+        subset_balanced=d.subset_balanced, seed=cfg.train.seed)
 
 
 def local_batch_size(cfg: RunConfig, d: Dist) -> int:
@@ -202,9 +204,13 @@ def lr_at(step: int, steps_per_epoch: int, cfg: RunConfig) -> float:
     return t.min_lr + (t.lr - t.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def no_weight_decay(name: str, p: torch.Tensor) -> bool:
-    """Biases, norm weights (every 1-D tensor), positional/temporal embeddings, mask tokens."""
-    return p.ndim <= 1 or name.endswith(("temp_embed", "pos_embed", "mask_token"))
+def no_weight_decay(p: torch.Tensor) -> bool:
+    """Biases and norm parameters, i.e. every tensor of fewer than two dimensions.
+
+    MAMP's rule in both of its optimisers (timm's add_weight_decay with no skip list, and
+    param_groups_lrd): the temporal / joint embeddings and the mask token are decayed.
+    """
+    return p.ndim < 2
 
 
 def param_groups(model: nn.Module, cfg: RunConfig) -> list[dict]:
@@ -214,7 +220,7 @@ def param_groups(model: nn.Module, cfg: RunConfig) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        skip = no_weight_decay(name, p)
+        skip = no_weight_decay(p)
         layer = encoder_layer_id(name, depth) if decay < 1.0 else depth + 1
         g = groups.setdefault((skip, layer), {
             "params": [], "weight_decay": 0.0 if skip else cfg.train.weight_decay,

@@ -19,6 +19,8 @@ UPSTREAM = next((p for p in (REPO.parent / "shared" / "upstream-configs", Path("
                  if p.is_dir()), None)
 UPSTREAM_FILES = sorted(UPSTREAM.rglob("*.yaml")) if UPSTREAM else []
 SHIPPED = sorted(PACKAGE_CONFIG_DIR.glob("*.yaml"))
+# A few of the authors' files, vendored (see the README there), so these checks run everywhere.
+VENDORED = Path(__file__).parent / "data" / "upstream"
 
 
 def _write(tmp_path, text: str, name: str = "c.yaml") -> Path:
@@ -48,6 +50,99 @@ def test_every_authors_config_loads(path):
         assert cfg.masking.strategy == "random"
     if "pretrain_hacm" in name:
         assert cfg.masking.strategy == "hacm" and cfg.masking.tau in (0.8, 0.75)
+    # MAMP's files, its downstream ones included, describe Euclidean encoders; the release's hyperbolic ones
+    source = path.relative_to(UPSTREAM).parts[0]
+    assert cfg.model.geometry == {"mamp": "euclidean", "hacm": "poincare"}[source]
+
+
+@pytest.mark.parametrize("rel, geometry, reason", [
+    # byte-identical files: only the names tell them apart
+    ("mamp/ntu120_xset_joint/linprobe_t120_layer8.yaml", "euclidean",
+     "read as MAMP's, because file name linprobe_t120_layer8.yaml is MAMP's naming"),
+    ("hacm/ntu120_xset_joint/linprobe.yaml", "poincare",
+     "read as HA-CM's, because file name linprobe.yaml is the HA-CM release's naming"),
+    ("mamp/ntu60_xsub_joint/finetune_t120_layer8_decay.yaml", "euclidean",
+     "read as MAMP's, because file name finetune_t120_layer8_decay.yaml"),
+    ("mamp/ntu60_xsub_joint/semi_0.1_t120_layer8_decay.yaml", "euclidean",
+     "read as MAMP's, because file name semi_0.1_t120_layer8_decay.yaml"),
+    ("hacm/pkuv1_xsub_joint/finetune.yaml", "poincare", "read as HA-CM's, because file name finetune.yaml"),
+    ("hacm/ntu60_xsub_joint/finetune.yaml", "poincare",
+     "read as HA-CM's, because model_args.num_joints 18: trunk pruning exists only in the HA-CM release"),
+    ("mamp/ntu60_xsub_joint/pretrain_mamp_t120_layer8+3_mask90.yaml", "euclidean",
+     "MAMP/MAE model -> model.geometry euclidean"),
+    ("mamp/ntu60_xsub_joint/pretrain_mae_t120_layer8+3_mask90.yaml", "euclidean",
+     "hacm's target is always the motion, so this runs MAMP's model with random masking"),
+])
+def test_authors_files_resolve_to_their_own_geometry(rel, geometry, reason):
+    notes: list[str] = []
+    cfg = load_config(VENDORED / rel, notes=notes)
+    assert cfg.model.geometry == geometry
+    assert sum(reason in n for n in notes) == 1, notes
+    if "semi" in rel:
+        assert cfg.data.subset_fraction == 0.1 and not cfg.data.subset_balanced
+        assert any("drawn uniformly as MAMP" in n and "the same subset on every rank" in n for n in notes)
+
+
+def test_shared_model_class_without_a_telling_name(tmp_path):
+    mamp_text = (VENDORED / "mamp" / "ntu120_xset_joint" / "linprobe_t120_layer8.yaml").read_text()
+    hacm18_text = (VENDORED / "hacm" / "ntu60_xsub_joint" / "finetune.yaml").read_text()
+    cases = [("mamp/x/eval.yaml", mamp_text, "euclidean", "it lies in a folder named mamp"),
+             ("hacm/x/eval.yaml", mamp_text, "poincare", "it lies in a folder named hacm"),
+             ("hacm/eval.yaml", mamp_text, "poincare", "it lies in a folder named hacm"),
+             # the name outranks the folder, the joints outrank both
+             ("hacm/x/linprobe_t120_layer8.yaml", mamp_text, "euclidean", "file name linprobe_t120_layer8.yaml"),
+             ("mamp/x/finetune_t120_layer8_decay.yaml", hacm18_text, "poincare", "num_joints 18"),
+             # nothing tells: 25 joints can only be MAMP's
+             ("eval.yaml", mamp_text, "euclidean", "num_joints 25 and neither file name nor folder tells")]
+    for rel, text, geometry, reason in cases:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        notes: list[str] = []
+        assert load_config(path, notes=notes).model.geometry == geometry, rel
+        assert any(reason in n for n in notes), (rel, notes)
+
+
+# Every shipped MAMP / MAE config: (decoder depth, tau) per benchmark, then the defining values.
+_MAMP_BENCHMARKS = {"ntu60_xsub": (3, 0.8), "ntu60_xview": (3, 0.8), "ntu120_xsub": (5, 0.75),
+                    "ntu120_xset": (5, 0.75), "pku1_xsub": (5, 0.8), "pku2_xsub": (5, 0.8)}
+_MAMP_SHIPPED = ([(f"mamp_{b}_{p}", b) for b in _MAMP_BENCHMARKS for p in ("pretrain", "linprobe", "finetune")]
+                 + [(f"mae_{b}_pretrain", b) for b in _MAMP_BENCHMARKS]
+                 + [(f"mamp_{b}_{p}", b) for b in ("ntu60_xsub", "ntu60_xview") for p in ("semi1", "semi10")])
+
+
+def test_every_shipped_mamp_and_mae_config_is_in_the_table():
+    assert {p.stem for p in SHIPPED if p.stem.startswith(("mamp_", "mae_"))} == {n for n, _ in _MAMP_SHIPPED}
+
+
+@pytest.mark.parametrize("name, bench", _MAMP_SHIPPED, ids=[n for n, _ in _MAMP_SHIPPED])
+def test_shipped_mamp_and_mae_configs_are_mamps(name, bench):
+    cfg = load_config(name)
+    m, t, d = cfg.model, cfg.train, cfg.data
+    decoder_depth, tau = _MAMP_BENCHMARKS[bench]
+    assert (d.benchmark, d.window_size, d.vel, d.bone) == (bench.replace("_", "-"), 120, False, False)
+    assert (m.num_frames, m.t_patch, m.prune, m.dim, m.depth, m.heads) == (120, 4, False, 256, 8, 8)
+    assert (m.geometry, m.cc_weight, m.motion_expmap, m.decoder_depth) == ("euclidean", 0.0, False, decoder_depth)
+    if cfg.protocol == "pretrain":
+        mk = cfg.masking
+        assert (mk.mask_ratio, mk.cross_grouping, m.drop_path) == (0.9, False, 0.0)
+        if name.startswith("mamp_"):
+            assert (mk.strategy, mk.keep_high, mk.tau) == ("motion", False, tau)
+        else:
+            assert mk.strategy == "random"
+        assert (t.epochs, t.warmup_epochs, t.batch_size, t.lr, t.min_lr, t.weight_decay, t.betas) == \
+            (400, 20, 128, 1e-3, 5e-4, 0.05, (0.9, 0.95))
+    elif cfg.protocol == "linprobe":
+        batch, lr = {"pku1_xsub": (128, 0.1), "pku2_xsub": (32, 0.01)}.get(bench, (256, 0.1))
+        assert (t.epochs, t.warmup_epochs, t.batch_size, t.lr, t.min_lr, t.weight_decay) == \
+            (100, 0, batch, lr, 0.0, 0.0)
+    else:
+        assert (t.epochs, t.warmup_epochs, t.batch_size, t.lr, t.min_lr, t.layer_decay, t.label_smoothing,
+                m.drop_path, t.head_dropout) == (100, 5, 48, 3e-4, 1e-5, 0.8, 0.1, 0.3, 0.3)
+        semi = {"semi1": 0.01, "semi10": 0.1}.get(name.rsplit("_", 1)[1])
+        assert (d.subset_fraction, d.subset_balanced) == (semi, False)
+    if cfg.protocol != "pretrain":
+        assert t.pretrained == f"runs/pretrain-mamp_{bench}_pretrain"
 
 
 def test_authors_values_are_mapped():

@@ -9,7 +9,7 @@ from hacm.data.dataset import (MIN_CROP, SkeletonDataset, crop_bounds, resize_ti
 from hacm.data.loader import make_loader
 from hacm.data.store import SampleRecord, StoreWriter
 from hacm.errors import HacmError
-from hacm.skeleton import BONES, PARENTS, bone_lengths
+from hacm.skeleton import bone_lengths
 
 NUM_CLASSES = 3
 
@@ -130,9 +130,7 @@ def test_bone_and_velocity_inputs(store):
     base = SkeletonDataset(store, "synth-xsub", "test", window_size=30, p_interval=[1.0])
     x = base[0][0].numpy()  # [3, T, 25, M]
     bone = SkeletonDataset(store, "synth-xsub", "test", window_size=30, p_interval=[1.0], bone=True)[0][0].numpy()
-    for child, parent in BONES:
-        np.testing.assert_allclose(bone[:, :, child], x[:, :, child] - x[:, :, parent], atol=1e-6)
-    assert PARENTS[0] == -1 and not bone[:, :, 0].any()
+    np.testing.assert_allclose(bone, mamp_bones(x), atol=1e-6)
     vel = SkeletonDataset(store, "synth-xsub", "test", window_size=30, p_interval=[1.0], vel=True)[0][0].numpy()
     np.testing.assert_allclose(vel[:, :-1], x[:, 1:] - x[:, :-1], atol=1e-6)
     assert not vel[:, -1].any()
@@ -154,25 +152,67 @@ def test_full_test_crop_of_a_window_sized_clip_returns_the_clip(store):
     np.testing.assert_array_equal(ds.clip(0)[..., : store.num_actors[1]], store.frames(1).transpose(3, 1, 2, 0))
 
 
-def test_semi_supervised_subset_is_per_class_and_reproducible():
-    labels = np.repeat(np.arange(5), [100, 40, 7, 1, 250])
+def mamp_bones(data_numpy: np.ndarray) -> np.ndarray:
+    """MAMP's feeder_ntu.py bone loop on [C, T, V, M], copied as it stands (1-based pairs)."""
+    ntu_pairs = ((1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5),
+                 (7, 6), (8, 7), (9, 21), (10, 9), (11, 10), (12, 11),
+                 (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17),
+                 (19, 18), (20, 19), (22, 23), (21, 21), (23, 8), (24, 25), (25, 12))
+    bone_data_numpy = np.zeros_like(data_numpy)
+    for v1, v2 in ntu_pairs:
+        bone_data_numpy[:, :, v1 - 1] = data_numpy[:, :, v1 - 1] - data_numpy[:, :, v2 - 1]
+    return bone_data_numpy
+
+
+def test_bones_are_mamps_including_its_quirks():
+    x = np.random.default_rng(0).normal(size=(3, 7, 25, 2)).astype(np.float32)      # [C, T, V, M]
+    b = to_bones(x.transpose(3, 1, 2, 0)).transpose(3, 1, 2, 0)                      # hacm: [M, T, V, C]
+    np.testing.assert_array_equal(b, mamp_bones(x))
+    assert not b[:, :, 20].any() and b[:, :, 0].any()            # spine shoulder zero, spine base not
+    np.testing.assert_array_equal(b[:, :, 21], x[:, :, 21] - x[:, :, 22])   # left hand tip - left thumb
+
+
+def test_semi_supervised_subset_uniform_is_mamps_draw_and_reproducible():
+    labels = np.repeat(np.arange(5), [100, 40, 7, 1, 250])                          # n = 398
     a = semi_supervised_subset(labels, 0.1, seed=3)
     np.testing.assert_array_equal(a, semi_supervised_subset(labels, 0.1, seed=3))
     assert not np.array_equal(a, semi_supervised_subset(labels, 0.1, seed=4))
+    assert np.all(np.diff(a) > 0) and a.size == 39                                  # int(39.8)
+    # MAMP's int(N * ratio), floating point included: 100 * 0.29 = 28.999999999999996 -> 28
+    assert semi_supervised_subset(np.zeros(100), 0.29, seed=0).size == 28
+    assert semi_supervised_subset(labels, 0.01, seed=0).size == 3
+    # uniform over clips: the big class dominates, not every class has to be there
+    counts = np.bincount(labels[semi_supervised_subset(labels, 0.5, seed=1)], minlength=5)
+    assert counts.sum() == 199 and counts[4] > 100
+    with pytest.raises(HacmError, match=r"keeps int\(398 \* 0.001\) = 0 clips"):
+        semi_supervised_subset(labels, 0.001, seed=0)
+
+
+def test_semi_supervised_subset_balanced_is_per_class_and_reproducible():
+    labels = np.repeat(np.arange(5), [100, 40, 7, 1, 250])
+    a = semi_supervised_subset(labels, 0.1, seed=3, balanced=True)
+    np.testing.assert_array_equal(a, semi_supervised_subset(labels, 0.1, seed=3, balanced=True))
+    assert not np.array_equal(a, semi_supervised_subset(labels, 0.1, seed=4, balanced=True))
     assert np.all(np.diff(a) > 0)
     assert np.bincount(labels[a], minlength=5).tolist() == [10, 4, 1, 1, 25]
-    one = semi_supervised_subset(labels, 0.01, seed=0)
+    one = semi_supervised_subset(labels, 0.01, seed=0, balanced=True)
     assert np.bincount(labels[one], minlength=5).tolist() == [1, 1, 1, 1, 3]  # at least one per class
-    np.testing.assert_array_equal(semi_supervised_subset(labels, 1.0, 0), np.arange(labels.size))
-    with pytest.raises(HacmError, match=r"fraction must lie in \(0, 1\]"):
-        semi_supervised_subset(labels, 0.0, 0)
+    for balanced in (False, True):
+        np.testing.assert_array_equal(semi_supervised_subset(labels, 1.0, 0, balanced), np.arange(labels.size))
+        with pytest.raises(HacmError, match=r"fraction must lie in \(0, 1\]"):
+            semi_supervised_subset(labels, 0.0, 0, balanced)
 
 
 def test_dataset_subset(store):
     full = SkeletonDataset(store, "synth-xsub", "train")
     sub = SkeletonDataset(store, "synth-xsub", "train", subset_fraction=0.25, subset_seed=1)
-    assert len(sub) == 3 and set(sub.labels.tolist()) == {0, 1, 2}
-    assert set(sub.sample_indices) <= set(full.sample_indices)
+    assert len(sub) == 3 and set(sub.sample_indices) <= set(full.sample_indices)
+    expected = full.sample_indices[semi_supervised_subset(full.labels, 0.25, seed=1)]
+    np.testing.assert_array_equal(sub.sample_indices, expected)
+    # 12 clips, 4 per class: a sixth keeps int(2.0) = 2 uniformly, round(0.67) = 1 of each class balanced
+    assert len(SkeletonDataset(store, "synth-xsub", "train", subset_fraction=1 / 6)) == 2
+    balanced = SkeletonDataset(store, "synth-xsub", "train", subset_fraction=1 / 6, subset_balanced=True)
+    assert sorted(balanced.labels.tolist()) == [0, 1, 2]
 
 
 def test_bad_arguments(store):

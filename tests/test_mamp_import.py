@@ -1,10 +1,13 @@
 """Loading MAMP-format checkpoints, checked against an independent plain-torch reference forward."""
+import argparse
 import dataclasses
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from hacm.checkpoint import load_pretrained_encoder
 from hacm.errors import HacmError
 from hacm.geometry import RELEASE_BALL_EPS
 from hacm.model import Encoder, ModelConfig, load_mamp_state_dict
@@ -119,3 +122,46 @@ def test_missing_and_unexpected_keys_are_reported():
     sd["head.fc.weight"] = torch.zeros(3, 32)
     report = load_mamp_state_dict(Encoder(CFG), {f"module.{k}": v for k, v in sd.items()})
     assert report.missing == ["norm.bias"] and report.unexpected == ["head.fc.weight"]
+
+
+MAMP_PRETRAIN = "model_mamp.transformer.Transformer"
+
+
+@pytest.mark.parametrize("model_cls, shown", [
+    (MAMP_PRETRAIN, f"args.model '{MAMP_PRETRAIN}' is MAMP's"),
+    ("model_mae.transformer.Transformer", "args.model 'model_mae.transformer.Transformer' is MAMP's"),
+    ("model.transformer.Transformer", r"a 25-joint pos_embed \[1, 1, 25, 32\]"),
+    (None, r"\(a 25-joint pos_embed \[1, 1, 25, 32\]"),
+])
+def test_a_mamp_checkpoint_is_refused_by_a_hyperbolic_encoder(tmp_path, model_cls, shown):
+    # what MAMP's main_pretrain / main_finetune save: the weights and their argparse namespace
+    raw = {"model": mamp_state_dict(CFG), "epoch": 399}
+    if model_cls is not None:
+        raw["args"] = argparse.Namespace(model=model_cls, lr=1e-3)
+    path = tmp_path / "checkpoint-399.pth"
+    torch.save(raw, path)
+    hyperbolic = dataclasses.replace(CFG, geometry="poincare")
+    with pytest.raises(HacmError) as err:
+        load_pretrained_encoder(Encoder(hyperbolic), path, hyperbolic)
+    message = str(err.value)
+    assert message.startswith(f"{path}: a MAMP checkpoint (") and "--set model.geometry=euclidean" in message
+    assert re.search(shown, message), message
+    # the fix works, and gives MAMP's encoder
+    enc = Encoder(CFG).eval()
+    load_pretrained_encoder(enc, path, CFG)
+    x = torch.randn(1, 3, 12, 25, 2)
+    with torch.no_grad():
+        ref = reference_forward(raw["model"], x, CFG, list(range(25)), hyperbolic=False)
+        assert torch.allclose(enc(x)[0], ref, atol=1e-5)
+
+
+def test_ha_cm_release_checkpoints_still_load_into_a_hyperbolic_encoder(tmp_path):
+    cfg = dataclasses.replace(CFG, prune=True, geometry="poincare")
+    for i, model in enumerate(("model_hacm.transformer.Transformer", "model.transformer.Transformer")):
+        torch.save({"model": mamp_state_dict(cfg, joints=18), "args": argparse.Namespace(model=model)},
+                   tmp_path / f"hacm{i}.pth")
+        assert load_pretrained_encoder(Encoder(cfg), tmp_path / f"hacm{i}.pth", cfg).missing == []
+    # without a run's config (the explorer looks at weights in either geometry) nothing is refused
+    torch.save({"model": mamp_state_dict(CFG), "args": argparse.Namespace(model=MAMP_PRETRAIN)}, tmp_path / "mamp.pth")
+    hyperbolic = Encoder(dataclasses.replace(CFG, geometry="poincare"))
+    assert load_pretrained_encoder(hyperbolic, tmp_path / "mamp.pth").missing == []

@@ -188,6 +188,20 @@ def test_motion_scores():
     assert s[0, :, 1].tolist() == [0, 0, 3, 3]
 
 
+def test_motion_score_of_patch_0_is_copied_from_patch_1_as_mamp():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 4, 6, generator=g)
+    s = motion_scores(x)
+    # MAMP's motion_aware_random_masking, written out on the same patches
+    ref = torch.zeros_like(x)
+    ref[:, 1:] = (x[:, 1:] - x[:, :-1]).abs()
+    ref[:, 0] = ref[:, 1]
+    assert torch.allclose(s, ref.mean(-1))
+    assert (s[:, 0] > 0).all() and torch.equal(s[:, 0], s[:, 1])
+    # one time patch: nothing to copy from, and no error
+    assert motion_scores(x[:, :1]).eq(0).all()
+
+
 def test_temporal_projections_are_frozen_buffers():
     proj = TemporalProjections(16)
     assert list(proj.parameters()) == []

@@ -199,6 +199,19 @@ def test_classifier_protocols():
         ActionClassifier(TINY, 5, "bogus")
 
 
+def test_finetune_head_is_xavier_initialised_with_zero_biases_as_mamp():
+    torch.manual_seed(0)
+    head = ActionClassifier(TINY, 60, "finetune").head
+    for fc in (head.fc1, head.fc2):
+        fan_out, fan_in = fc.weight.shape
+        xavier_std = (2.0 / (fan_in + fan_out)) ** 0.5       # PyTorch's default init: about 1/sqrt(3 fan_in)
+        assert fc.weight.std().item() == pytest.approx(xavier_std, rel=0.05), fc
+        assert fc.weight.abs().max().item() <= (6.0 / (fan_in + fan_out)) ** 0.5
+        assert torch.equal(fc.bias, torch.zeros_like(fc.bias)), fc
+    assert torch.equal(head.bn.weight, torch.ones_like(head.bn.weight))
+    assert torch.equal(head.bn.bias, torch.zeros_like(head.bn.bias))
+
+
 def test_errors():
     with pytest.raises(ConfigError, match="num_frames"):
         ModelConfig(num_frames=13, t_patch=3)

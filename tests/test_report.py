@@ -14,10 +14,13 @@ import pytest
 import yaml
 
 from hacm.cli import main
+from hacm.config import load_config
 from hacm.errors import HacmError
 from hacm.report import load_batch, run_batch
 
 pytestmark = pytest.mark.notebook
+
+SHIPPED_BATCHES = sorted((Path(__file__).resolve().parents[1] / "reports" / "batches").glob("*.yaml"))
 
 
 def _notebook(path: Path, params: str, *cells: str) -> None:
@@ -177,3 +180,31 @@ def test_bad_batch_file_on_the_command_line_exits_2(workspace, capsys):
     assert main(["report", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "not valid YAML" in err
+
+
+def _sets(overrides: dict) -> list[str]:
+    return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+
+
+@pytest.mark.parametrize("path", SHIPPED_BATCHES, ids=lambda p: p.name)
+def test_shipped_batches_load_and_their_configs_resolve(path):
+    for job in load_batch(path).jobs:
+        p = job.parameters
+        for name in [p[k] for k in ("config", "eval_config") if k in p] + list(p.get("configs", {}).values()):
+            load_config(name, _sets(p.get("overrides", {})))
+        for sets in p.get("variants", {}).values() if "config" in p else ():   # else the notebook's default
+            load_config(p["config"], _sets({**p.get("overrides", {}), **sets}))
+
+
+def test_paper_batch_mamp_baseline_is_mamp():
+    jobs = {j.name: j.parameters for j in load_batch(SHIPPED_BATCHES[0].with_name("ntu60_paper.yaml")).jobs}
+    pre = load_config(jobs["pretrain_mamp"]["config"], _sets(jobs["pretrain_mamp"]["overrides"]))
+    evals = [load_config(c, _sets(jobs["eval_mamp"]["overrides"])) for c in jobs["eval_mamp"]["configs"].values()]
+    for cfg in [pre, *evals]:
+        m = cfg.model
+        assert (m.num_frames, m.t_patch, m.prune, m.geometry) == (120, 4, False, "euclidean"), cfg.protocol
+    assert (pre.masking.strategy, pre.masking.keep_high, pre.masking.cross_grouping, pre.model.cc_weight) == \
+        ("motion", False, False, 0.0)
+    # every ablation row with MAMP's criterion masks the high-motion tokens, as MAMP does
+    motion = [s for s in jobs["ablations"]["variants"].values() if s.get("masking.strategy") == "motion"]
+    assert motion and all(s["masking.keep_high"] is False for s in motion)

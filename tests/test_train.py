@@ -92,16 +92,40 @@ def test_weight_decay_and_layer_decay_groups(toy_store):
     groups = train.param_groups(model, cfg)
     by_param = {id(p): g for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
-    for name in ("encoder.temp_embed", "encoder.pos_embed", "encoder.blocks.0.norm1.weight",
-                 "encoder.blocks.1.attn.qkv.bias", "head.fc1.bias"):
+    for name in ("encoder.blocks.0.norm1.weight", "encoder.blocks.1.attn.qkv.bias", "head.fc1.bias",
+                 "head.bn.weight"):
         assert by_param[id(named[name])]["weight_decay"] == 0.0, name
-    for name in ("encoder.blocks.0.attn.qkv.weight", "head.fc1.weight", "encoder.joints_embed.proj.weight"):
+    for name in ("encoder.blocks.0.attn.qkv.weight", "head.fc1.weight", "encoder.joints_embed.proj.weight",
+                 "encoder.temp_embed", "encoder.pos_embed"):
         assert by_param[id(named[name])]["weight_decay"] == 0.05, name
     # depth 2: embeddings layer 0 -> 0.5^3, block 1 -> 0.5^1, head -> 1
     assert by_param[id(named["encoder.joints_embed.proj.weight"])]["lr_scale"] == pytest.approx(0.125)
     assert by_param[id(named["encoder.blocks.1.mlp.fc1.weight"])]["lr_scale"] == pytest.approx(0.5)
     assert by_param[id(named["head.fc2.weight"])]["lr_scale"] == 1.0
     assert sum(len(g["params"]) for g in groups) == len([p for p in model.parameters() if p.requires_grad])
+
+
+_BLOCK_MATRICES = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
+
+
+@pytest.mark.parametrize("protocol", ["pretrain", "finetune"])
+def test_weight_decay_follows_mamp_every_matrix_and_embedding(toy_store, protocol):
+    # MAMP (timm add_weight_decay in pre-training, param_groups_lrd in fine-tuning) decays every
+    # tensor of two or more dimensions: the embeddings and the mask token too, no bias, no norm.
+    cfg = toy_config(toy_store.path, protocol, train={"weight_decay": 0.05})
+    model = train.new_model(cfg, 6)
+    decay = {id(p): g["weight_decay"] for g in train.param_groups(model, cfg) for p in g["params"]}
+    decayed = {name for name, p in model.named_parameters() if decay[id(p)] == 0.05}
+    assert all(decay[id(p)] == 0.0 for name, p in model.named_parameters() if name not in decayed)
+    expected = {"encoder.joints_embed.proj.weight", "encoder.temp_embed", "encoder.pos_embed"}
+    expected |= {f"encoder.blocks.{i}.{m}" for i in range(cfg.model.depth) for m in _BLOCK_MATRICES}
+    if protocol == "pretrain":
+        expected |= {"decoder_embed.weight", "mask_token", "decoder_temp_embed", "decoder_pos_embed",
+                     "decoder_pred.weight"}
+        expected |= {f"decoder_blocks.{i}.{m}" for i in range(cfg.model.decoder_depth) for m in _BLOCK_MATRICES}
+    else:
+        expected |= {"head.fc1.weight", "head.fc2.weight"}
+    assert decayed == expected
 
 
 def test_pretrain_lowers_the_loss_and_writes_the_run_directory(toy_store, tmp_path):
@@ -122,7 +146,7 @@ def test_pretrain_lowers_the_loss_and_writes_the_run_directory(toy_store, tmp_pa
 
 
 def test_semi_supervised_subset_and_bf16(toy_store, tmp_path):
-    # 25 % of the 8 training clips of each of the 6 classes: 2 per class, the same on every rank
+    # a uniform 25 % of the 48 training clips: int(48 * 0.25) = 12, the same on every rank
     cfg = toy_config(toy_store.path, "finetune", data={"subset_fraction": 0.25, "subset_seed": 3},
                      train={"epochs": 1, "warmup_epochs": 0, "batch_size": 4, "amp": "bf16"})
     summary = train.finetune(cfg, tmp_path / "semi")

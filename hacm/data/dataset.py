@@ -16,22 +16,30 @@ import torch
 
 from hacm.data.store import Store
 from hacm.errors import HacmError
-from hacm.skeleton import NUM_JOINTS, PARENTS
+from hacm.skeleton import MAMP_BONE_PAIRS, NUM_JOINTS
 
 # MAMP's lower bound on a random crop, in frames, whatever the window size.
 MIN_CROP = 64
 
 
-def semi_supervised_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted positions of a labelled subset: round(fraction * n_c) of each class, at least one.
+def semi_supervised_subset(labels: np.ndarray, fraction: float, seed: int, balanced: bool = False) -> np.ndarray:
+    """Sorted positions of a labelled subset of the clips with these labels.
 
-    Depends only on (labels, fraction, seed), so every DDP rank draws the same subset (MAMP drew a
-    different one per rank).
+    Uniform (MAMP's `random_select_data`): int(n * fraction) clips drawn at random from all n, so
+    a class can be missing at 1 %. Balanced: round(fraction * n_c) of each class, at least one.
+    Either way the subset depends only on (labels, fraction, seed), so every DDP rank draws the
+    same one (MAMP seeded numpy with seed + rank and drew a different subset on each rank).
     """
     if not 0.0 < fraction <= 1.0:
         raise HacmError(f"subset fraction must lie in (0, 1], got {fraction}")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
+    if not balanced:
+        k = int(labels.size * fraction)          # MAMP's rounding: down, in floating point
+        if k == 0 and labels.size:
+            raise HacmError(f"subset fraction {fraction} of {labels.size} clips keeps int({labels.size} * "
+                            f"{fraction}) = 0 clips; use a larger fraction or the class-balanced subset")
+        return np.sort(rng.permutation(labels.size)[:k])
     chosen = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
@@ -80,14 +88,14 @@ def rotation_matrix(angles: np.ndarray) -> np.ndarray:
     return rz @ ry @ rx
 
 
-_CHILDREN = np.array([j for j, p in enumerate(PARENTS) if p >= 0])
-_PARENT_OF = np.array([p for p in PARENTS if p >= 0])
+_BONE_JOINT = np.array([j for j, _ in MAMP_BONE_PAIRS])
+_BONE_REFERENCE = np.array([r for _, r in MAMP_BONE_PAIRS])
 
 
 def to_bones(x: np.ndarray) -> np.ndarray:
-    """Joint minus parent joint on [..., 25, 3]; the root's bone is zero."""
+    """MAMP's bone modality on [..., 25, 3]: joint minus its reference joint in MAMP_BONE_PAIRS."""
     bones = np.zeros_like(x)
-    bones[..., _CHILDREN, :] = x[..., _CHILDREN, :] - x[..., _PARENT_OF, :]
+    bones[..., _BONE_JOINT, :] = x[..., _BONE_JOINT, :] - x[..., _BONE_REFERENCE, :]
     return bones
 
 
@@ -104,7 +112,8 @@ class SkeletonDataset(torch.utils.data.Dataset):
     def __init__(self, store: Store | str | Path, benchmark: str, part: str, *, window_size: int = 64,
                  p_interval: Sequence[float] = (0.5, 1.0), random_rot: bool = False, rot_range: float = 0.3,
                  vel: bool = False, bone: bool = False, num_actors: int = 2,
-                 subset_fraction: float | None = None, subset_seed: int = 0, seed: int = 0):
+                 subset_fraction: float | None = None, subset_seed: int = 0, subset_balanced: bool = False,
+                 seed: int = 0):
         self.store = store if isinstance(store, Store) else Store.open(store)
         if window_size < 1:
             raise HacmError(f"window_size must be >= 1, got {window_size}")
@@ -126,7 +135,8 @@ class SkeletonDataset(torch.utils.data.Dataset):
 
         indices = self.store.split(benchmark, part)
         if subset_fraction is not None:
-            indices = indices[semi_supervised_subset(self.store.labels[indices], subset_fraction, subset_seed)]
+            indices = indices[semi_supervised_subset(self.store.labels[indices], subset_fraction, subset_seed,
+                                                     subset_balanced)]
         self.sample_indices = indices
         self.labels = self.store.labels[indices]
         self.class_names = self.store.class_names
