@@ -9,6 +9,7 @@ initialised encoder: the floor pre-training has to beat, evaluated by the same r
     <root>/<variant>/seed<k>/pretrain     the pre-training run (absent for a random encoder)
     <root>/<variant>/seed<k>/knn          kNN on frozen features (predictions.npz: knn<k> per clip)
     <root>/<variant>/seed<k>/linprobe     linear probe; its LAST epoch is the number (predictions.npz)
+    <root>/<variant>/seed<k>/finetune     fine-tuning, and semi/ for fine-tuning on a labelled subset
 
 A directory that already holds a finished run with the same resolved config is read, not run
 again; one with another config is an error naming the key that differs. Two variants whose
@@ -20,12 +21,15 @@ probe's best epoch on the test set (MAMP's number) is read as a labelled extra o
 """
 from __future__ import annotations
 
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from hacm import stats, train
@@ -33,11 +37,25 @@ from hacm.config import RunConfig, load_config, to_dict
 from hacm.errors import HacmError
 from hacm.evaluate import finished_run, load_run
 
-EVAL_PROTOCOLS = ("knn", "linprobe")
-# metric -> (protocol, key in predictions.npz), in the order tables show them
-METRICS = {"linprobe": ("linprobe", "pred"), "knn20": ("knn", "knn20"), "knn1": ("knn", "knn1")}
-METRIC_LABELS = {"linprobe": "linear probe, last epoch", "knn20": "kNN-20", "knn1": "kNN-1",
-                 "linprobe_best_on_test": "linear probe, best epoch on test (MAMP-style, selected on test)"}
+# "semi" is fine-tuning on a labelled subset: its config sets data.subset_fraction
+EVAL_PROTOCOLS = ("knn", "linprobe", "finetune", "semi")
+BEST_ON_TEST = "linear probe, best epoch on test (MAMP-style, selected on test)"
+
+
+_LABELS = {"linprobe": "linear probe, last epoch", "finetune": "fine-tune, last epoch",
+           "semi": "semi-supervised fine-tune, last epoch"}
+
+
+def metric_label(metric: str) -> str:
+    """"linprobe" -> "linear probe, last epoch"; "knn20" -> "kNN-20"."""
+    return _LABELS.get(metric) or f"kNN-{metric.removeprefix('knn')}"
+
+
+def _metrics_of(protocol: str, predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """metric -> predictions [n] of one evaluation run (classifiers: "pred"; knn: one per k)."""
+    if protocol != "knn":
+        return {protocol: predictions["pred"]}
+    return {k: v for k, v in predictions.items() if re.fullmatch(r"knn\d+", k)}
 
 
 def slug(name: str) -> str:
@@ -79,7 +97,11 @@ class StudyResult:
         return out
 
     def metrics(self) -> list[str]:
-        return [m for m in METRICS if all(m in r.correct for r in self.runs)]
+        """Metrics every run measured: the linear probe first, then kNN by decreasing k."""
+        common = set.intersection(*(set(r.correct) for r in self.runs))
+        order = list(_LABELS)
+        return sorted(common, key=lambda m: (order.index(m) if m in order else len(order),
+                                             -int(m[3:]) if m.startswith("knn") else 0))
 
     def compare(self, metric: str, reference: str, *, reps: int = 10_000, seed: int = 0) -> list[stats.ComparisonRow]:
         """Every variant against `reference` under `metric` (hacm.stats.compare_methods)."""
@@ -91,14 +113,13 @@ class StudyResult:
         """One row per variant: for each metric the mean +- std over seeds (%), the 95 % CI, the
         difference to the reference and the verdict of the paired test; plus seeds and test clips."""
         rows = {v: {"method": v, "seeds": len(self.seeds), "test clips": self.test_clips} for v in self.variants}
-        best = METRIC_LABELS["linprobe_best_on_test"]
         for v in self.variants:
             values = [r.extras["linprobe_best_on_test"] for r in self.runs
                       if r.variant == v and "linprobe_best_on_test" in r.extras]
             if values:
-                rows[v][f"{best} (%)"] = f"{100 * np.mean(values):.1f}"
+                rows[v][f"{BEST_ON_TEST} (%)"] = f"{100 * np.mean(values):.1f}"
         for metric in metrics or self.metrics():
-            label = METRIC_LABELS[metric]
+            label = metric_label(metric)
             for r in self.compare(metric, reference):
                 row = rows[r.method]
                 row[f"{label} (%)"] = f"{100 * r.accuracy:.1f} ± {100 * r.std:.1f}" if r.seeds > 1 \
@@ -118,54 +139,126 @@ def _resolve(base: str | Path, *layers: Mapping[str, Any]) -> RunConfig:
     return load_config(base, merged)
 
 
+def _eval_base(eval_config: str | Path | Mapping[str, str | Path], protocol: str) -> str | Path:
+    """The evaluation config of one protocol: one file for all, or a mapping protocol -> file."""
+    if not isinstance(eval_config, Mapping):
+        return eval_config
+    if protocol not in eval_config:
+        raise HacmError(f"study: eval_config names no config for protocol {protocol!r} "
+                        f"(it has {', '.join(eval_config)})")
+    return eval_config[protocol]
+
+
+@dataclass
+class _Plan:
+    """One (variant, seed): its resolved configs and where its runs live."""
+    variant: str
+    seed: int
+    where: Path
+    pretrain: RunConfig | None                    # None: a randomly initialised encoder
+    evals: dict[str, RunConfig]                   # protocol -> config
+    owner: bool = True                            # False: identical settings, the runs of another plan
+
+
+def _train_if_needed(cfg: RunConfig, run_dir: Path) -> None:
+    if not finished_run(run_dir, cfg):
+        train.run(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").is_file())
+
+
+def _execute(plan: _Plan) -> None:
+    """Train what a plan needs (finished runs are kept); runs in a worker process when workers > 1."""
+    if plan.pretrain is not None:
+        _train_if_needed(plan.pretrain, plan.where / "pretrain")
+    for protocol, cfg in plan.evals.items():
+        if protocol == "semi" and cfg.data.subset_fraction is None:
+            raise HacmError(f"study: the semi protocol's config must set data.subset_fraction "
+                            f"({plan.where / protocol})")
+        _train_if_needed(cfg, plan.where / protocol)
+
+
+def _collect(plan: _Plan) -> StudyRun:
+    """A plan's finished runs -> per-clip correctness, accuracies and extras."""
+    run = StudyRun(plan.variant, plan.seed, {}, {}, {})
+    if plan.pretrain is not None:
+        run.dirs["pretrain"] = plan.where / "pretrain"
+        summary = load_run(run.dirs["pretrain"]).summary
+        run.extras.update({k: summary[k] for k in ("loss_rec", "loss_cc") if k in summary})
+    for protocol in plan.evals:
+        run.dirs[protocol] = plan.where / protocol
+        evaluated = load_run(run.dirs[protocol])
+        pred = evaluated.predictions()
+        for metric, predicted in _metrics_of(protocol, pred).items():
+            run.correct[metric] = predicted == pred["labels"]
+            run.accuracy[metric] = float(run.correct[metric].mean())
+        if protocol == "linprobe":
+            run.extras["linprobe_best_on_test"] = evaluated.summary["best_test_acc"]
+    return run
+
+
+def _worker_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
 def run_study(variants: Mapping[str, Mapping[str, Any] | None], seeds: Sequence[int], root: str | Path, *,
-              pretrain_config: str | Path, eval_config: str | Path, overrides: Mapping[str, Any] = {},
+              pretrain_config: str | Path, eval_config: str | Path | Mapping[str, str | Path],
+              overrides: Mapping[str, Any] = {},
               eval_overrides: Mapping[str, Any] = {}, protocols: Sequence[str] = ("knn",),
-              progress: bool = True) -> StudyResult:
+              workers: int = 1, progress: bool = True) -> StudyResult:
     """Pre-train (unless the variant is None) and evaluate every variant at every seed; see the module
-    docstring. `overrides` apply to every pre-training, `eval_overrides` to every evaluation."""
+    docstring. `eval_config` is one config file for every protocol or a mapping protocol -> file.
+    `overrides` apply to every pre-training, `eval_overrides` to every evaluation. A variant may
+    name its own base configs with the keys "config" and "eval_config" (a true MAMP with MAMP's
+    tokenisation and downstream settings); its other keys override them. `workers` > 1 runs that
+    many (variant, seed) pipelines at once in their own processes, sharing this process's threads
+    out among them (a CPU-bound study on several cores; the numbers change only by float rounding)."""
     if not variants or not seeds:
         raise HacmError("study: needs at least one variant and one seed")
     unknown = [p for p in protocols if p not in EVAL_PROTOCOLS]
     if unknown or not protocols:
         raise HacmError(f"study: protocols must be some of {', '.join(EVAL_PROTOCOLS)}, got {list(protocols)}")
+    if workers < 1:
+        raise HacmError(f"study: workers must be at least 1, got {workers}")
     root = Path(root)
     slugs = {name: slug(name) for name in variants}
     if len(set(slugs.values())) != len(slugs):
         raise HacmError(f"study: variant names {list(variants)} give clashing directory names")
-    runs, shared = [], {}
-    jobs = [(name, seed) for name in variants for seed in seeds]
-    for name, seed in tqdm(jobs, desc="study", unit="run", disable=not progress):
-        sets = variants[name]
-        seeded = {"train.seed": seed}
-        pre_cfg = None if sets is None else _resolve(pretrain_config, overrides, sets, seeded)
-        key = None if pre_cfg is None else repr(to_dict(pre_cfg))
-        where = shared.setdefault(key, root / slugs[name] / f"seed{seed}") if key else root / slugs[name] / f"seed{seed}"
-        dirs = {}
-        if pre_cfg is not None:
-            dirs["pretrain"] = where / "pretrain"
-            if not finished_run(dirs["pretrain"], pre_cfg):
-                train.run(pre_cfg, dirs["pretrain"], resume=(dirs["pretrain"] / "checkpoints" / "last.pt").is_file())
-        model_sets = {k: v for k, v in (sets or {}).items() if k.startswith("model.")}
-        accuracy, correct, extras = {}, {}, {}
-        for protocol in protocols:
-            ev_cfg = _resolve(eval_config, {"protocol": protocol}, model_sets, eval_overrides, seeded,
-                              {"train.pretrained": str(dirs["pretrain"]) if "pretrain" in dirs else None})
-            dirs[protocol] = where / protocol
-            if not finished_run(dirs[protocol], ev_cfg):
-                train.run(ev_cfg, dirs[protocol], resume=(dirs[protocol] / "checkpoints" / "last.pt").is_file())
-            run = load_run(dirs[protocol])
-            pred = run.predictions()
-            for metric, (p, key_) in METRICS.items():
-                if p == protocol and key_ in pred:
-                    correct[metric] = pred[key_] == pred["labels"]
-                    accuracy[metric] = float(correct[metric].mean())
-            if protocol == "linprobe":
-                extras["linprobe_best_on_test"] = run.summary["best_test_acc"]
-        if "pretrain" in dirs:
-            summary = load_run(dirs["pretrain"]).summary
-            extras.update({k: summary[k] for k in ("loss_rec", "loss_cc") if k in summary})
-        runs.append(StudyRun(name, seed, dirs, accuracy, correct, extras))
+    plans, owners = [], {}
+    for name in variants:
+        for seed in seeds:
+            sets = dict(variants[name] or {})
+            pre_base, ev_base = sets.pop("config", pretrain_config), sets.pop("eval_config", eval_config)
+            seeded = {"train.seed": seed}
+            plan = _Plan(name, seed, root / slugs[name] / f"seed{seed}", None, {})
+            if variants[name] is not None:
+                plan.pretrain = _resolve(pre_base, overrides, sets, seeded)
+                # identical settings (a tau-curve point at the base tau) share the first variant's runs
+                key = repr(to_dict(plan.pretrain))
+                plan.owner = key not in owners
+                plan.where = owners.setdefault(key, plan.where)
+            pretrained = None if plan.pretrain is None else str(plan.where / "pretrain")
+            model_sets = {k: v for k, v in sets.items() if k.startswith("model.")}   # evaluated as built
+            for protocol in protocols:
+                plan.evals[protocol] = _resolve(
+                    _eval_base(ev_base, protocol), {"protocol": "finetune" if protocol == "semi" else protocol},
+                    model_sets, eval_overrides, seeded, {"train.pretrained": pretrained})
+            plans.append(plan)
+    todo = [p for p in plans if p.owner]
+    workers = max(1, min(workers, len(todo)))
+    bar = tqdm(total=len(todo), desc="study", unit="run", disable=not progress)
+    if workers == 1:
+        for plan in todo:
+            _execute(plan)
+            bar.update(1)
+    else:
+        # one process per (variant, seed) at a time: the cores are shared out, not oversubscribed
+        threads = max(1, torch.get_num_threads() // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_threads, initargs=(threads,)) as pool:
+            for future in as_completed([pool.submit(_execute, plan) for plan in todo]):
+                future.result()                   # a failed run stops the study with its error
+                bar.update(1)
+    bar.close()
+    runs = [_collect(plan) for plan in plans]
     sizes = {len(c) for r in runs for c in r.correct.values()}
     if len(sizes) != 1:
         raise HacmError(f"study: evaluations saw different numbers of test clips ({sorted(sizes)}); "

@@ -182,29 +182,40 @@ def test_bad_batch_file_on_the_command_line_exits_2(workspace, capsys):
     assert str(path) in err and "not valid YAML" in err
 
 
-def _sets(overrides: dict) -> list[str]:
-    return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+def _configs(value) -> list:
+    """A config name, or a mapping protocol -> config name (hacm.study's eval_config)."""
+    return list(value.values()) if isinstance(value, dict) else [value]
 
 
 @pytest.mark.parametrize("path", SHIPPED_BATCHES, ids=lambda p: p.name)
 def test_shipped_batches_load_and_their_configs_resolve(path):
     for job in load_batch(path).jobs:
         p = job.parameters
-        for name in [p[k] for k in ("config", "eval_config") if k in p] + list(p.get("configs", {}).values()):
-            load_config(name, _sets(p.get("overrides", {})))
-        for sets in p.get("variants", {}).values() if "config" in p else ():   # else the notebook's default
-            load_config(p["config"], _sets({**p.get("overrides", {}), **sets}))
+        names = [c for k in ("config", "pretrain_config", "eval_config") if k in p for c in _configs(p[k])]
+        for name in names + list(p.get("configs", {}).values()):
+            load_config(name, p.get("overrides", {}))
+        for sets in list(p.get("variants", {}).values()) + list(p.get("methods", {}).values()):
+            if not sets or "pretrain_config" not in p:        # a random encoder, or the notebook's default
+                continue
+            own = {k: v for k, v in sets.items() if k not in ("config", "eval_config")}
+            load_config(sets.get("config", p["pretrain_config"]), {**p.get("overrides", {}), **own})
+            for name in _configs(sets["eval_config"]) if "eval_config" in sets else []:
+                load_config(name, p.get("eval_overrides", {}))
 
 
 def test_paper_batch_mamp_baseline_is_mamp():
     jobs = {j.name: j.parameters for j in load_batch(SHIPPED_BATCHES[0].with_name("ntu60_paper.yaml")).jobs}
-    pre = load_config(jobs["pretrain_mamp"]["config"], _sets(jobs["pretrain_mamp"]["overrides"]))
-    evals = [load_config(c, _sets(jobs["eval_mamp"]["overrides"])) for c in jobs["eval_mamp"]["configs"].values()]
+    methods = jobs["methods"]
+    mamp = methods["methods"]["MAMP"]
+    pre = load_config(mamp["config"], methods["overrides"])
+    evals = [load_config(c, methods["eval_overrides"]) for c in mamp["eval_config"].values()]
     for cfg in [pre, *evals]:
         m = cfg.model
         assert (m.num_frames, m.t_patch, m.prune, m.geometry) == (120, 4, False, "euclidean"), cfg.protocol
-    assert (pre.masking.strategy, pre.masking.keep_high, pre.masking.cross_grouping, pre.model.cc_weight) == \
-        ("motion", False, False, 0.0)
+    assert (pre.masking.strategy, pre.masking.keep_high, pre.masking.cross_grouping, pre.masking.normalise,
+            pre.model.cc_weight) == ("motion", False, False, "release", 0.0)
+    assert methods["seeds"] == [0, 1, 2] and set(methods["protocols"]) >= {"linprobe", "knn"}
     # every ablation row with MAMP's criterion masks the high-motion tokens, as MAMP does
     motion = [s for s in jobs["ablations"]["variants"].values() if s.get("masking.strategy") == "motion"]
     assert motion and all(s["masking.keep_high"] is False for s in motion)
+    assert len(jobs["ablations"]["seeds"]) >= 3

@@ -1,0 +1,116 @@
+"""Studies (hacm.study): variants x seeds in directories named by what they are, finished runs read
+rather than re-run, identical settings shared, and the per-clip statistics of hacm.stats."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hacm.config import to_yaml
+from hacm.errors import HacmError
+from hacm.evaluate import load_run, read_predictions
+from hacm.study import run_study, slug
+from test_train import make_toy_store, toy_config
+
+VARIANTS = {"base": {}, "no contrast": {"model.cc_weight": 0.0}, "base again": {"masking.tau": 0.9},
+            "random encoder": None}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    store = make_toy_store(root / "store", clips_per_class=12)
+    pre, ev = root / "pre.yaml", root / "eval.yaml"
+    pre.write_text(to_yaml(toy_config(store.path, train={"epochs": 1, "checkpoint_every": 0})))
+    ev.write_text(to_yaml(toy_config(store.path, "linprobe", train={"epochs": 2, "warmup_epochs": 0,
+                                                                    "checkpoint_every": 0, "eval_every": 2})))
+    kwargs = dict(pretrain_config=pre, eval_config=ev, eval_overrides={"knn.k": [3, 1]},
+                  protocols=["knn", "linprobe"], progress=False)
+    result = run_study(VARIANTS, [0, 1], root / "runs", **kwargs)
+    return root, result, kwargs
+
+
+def test_runs_are_named_by_what_they_are_and_identical_settings_share(study):
+    root, result, _ = study
+    assert sorted(p.name for p in (root / "runs").iterdir()) == ["base", "no-contrast", "random-encoder"]
+    assert sorted(p.name for p in (root / "runs" / "base").iterdir()) == ["seed0", "seed1"]
+    # "base again" resolves to the base config (tau 0.9 is the base's): it reads the base's runs
+    again = [r for r in result.runs if r.variant == "base again"]
+    assert [r.dirs["pretrain"] for r in again] == [root / "runs" / "base" / f"seed{s}" / "pretrain" for s in (0, 1)]
+    # a random encoder is evaluated without pre-training, with the seed's own initialisation
+    rand = [r for r in result.runs if r.variant == "random encoder"]
+    assert all("pretrain" not in r.dirs for r in rand)
+    assert load_run(rand[0].dirs["knn"]).config.train.pretrained is None
+    assert load_run(rand[1].dirs["knn"]).config.train.seed == 1
+
+
+def test_accuracies_are_the_final_models_per_clip_predictions(study):
+    _, result, _ = study
+    for run in result.runs:
+        pred = read_predictions(run.dirs["linprobe"])
+        np.testing.assert_array_equal(run.correct["linprobe"], pred["pred"] == pred["labels"])
+        assert run.accuracy["linprobe"] == pytest.approx(load_run(run.dirs["linprobe"]).summary["test_acc"])
+        knn = load_run(run.dirs["knn"]).summary
+        assert run.accuracy["knn1"] == pytest.approx(knn["knn1_acc"]) and run.accuracy["knn3"] == pytest.approx(knn["knn3_acc"])
+    assert result.test_clips == 4 * 6 and set(result.metrics()) == {"linprobe", "knn3", "knn1"}
+
+
+def test_table_carries_spread_intervals_and_verdicts(study):
+    _, result, _ = study
+    rows = {r["method"]: r for r in result.table("base")}
+    assert set(rows) == set(VARIANTS)
+    assert "±" in rows["base"]["linear probe, last epoch (%)"]
+    verdict = rows["no contrast"]["linear probe, last epoch: vs base"]
+    assert "significant" in verdict and "pts" in verdict
+    # the same runs under two names: exactly no difference
+    assert rows["base again"]["kNN-1: vs base"].startswith("+0.0 pts") and "not significant" in rows["base again"]["kNN-1: vs base"]
+
+
+def test_a_finished_study_is_read_not_run_again(study):
+    root, result, kwargs = study
+    stamp = {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("summary.json")}
+    again = run_study(VARIANTS, [0, 1], root / "runs", **kwargs)
+    assert {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("summary.json")} == stamp
+    assert [r.accuracy for r in again.runs] == [r.accuracy for r in result.runs]
+
+
+def test_another_config_in_a_run_directory_is_an_error(study):
+    root, _, kwargs = study
+    with pytest.raises(HacmError, match=r"base/seed0/pretrain: holds a run with another config \(masking.tau"):
+        run_study({"base": {"masking.tau": 0.5}}, [0], root / "runs", **kwargs)
+
+
+def test_slugs_and_bad_studies(tmp_path):
+    assert slug("MAMP-style (motion masking, HA-CM tokens)") == "mamp-style-motion-masking-ha-cm-tokens"
+    with pytest.raises(HacmError, match="clashing"):
+        run_study({"a b": {}, "a-b": {}}, [0], tmp_path, pretrain_config="x", eval_config="y")
+    with pytest.raises(HacmError, match="protocols"):
+        run_study({"a": {}}, [0], tmp_path, pretrain_config="x", eval_config="y", protocols=["transfer"])
+
+
+def test_a_variant_may_bring_its_own_configs(study):
+    # a true baseline with its own tokenisation and downstream settings (e.g. MAMP's 120 frames)
+    root, _, kwargs = study
+    store = load_run(next((root / "runs" / "base" / "seed0").glob("pretrain"))).config.data.store
+    pre, ev = root / "pre3.yaml", root / "eval3.yaml"
+    tokens = {"t_patch": 3}
+    pre.write_text(to_yaml(toy_config(store, model=tokens, train={"epochs": 1, "checkpoint_every": 0})))
+    ev.write_text(to_yaml(toy_config(store, "linprobe", model=tokens,
+                                     train={"epochs": 1, "warmup_epochs": 0, "checkpoint_every": 0})))
+    result = run_study({"own tokens": {"config": pre, "eval_config": ev}}, [0], root / "runs", **kwargs)
+    run = result.runs[0]
+    assert load_run(run.dirs["pretrain"]).config.model.t_patch == 3
+    assert load_run(run.dirs["linprobe"]).config.model.t_patch == 3
+    assert load_run(run.dirs["linprobe"]).config.train.pretrained == str(run.dirs["pretrain"])
+
+
+def test_workers_run_the_pipelines_in_parallel_processes(study, tmp_path):
+    # two spawned workers do the same runs (up to float rounding with another thread count)
+    root, result, kwargs = study
+    variants = {k: VARIANTS[k] for k in ("base", "base again", "random encoder")}
+    parallel = run_study(variants, [0], tmp_path / "runs", **{**kwargs, "workers": 2})
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["base", "random-encoder"]
+    assert [r.variant for r in parallel.runs] == list(variants)
+    for run in parallel.runs:
+        assert set(run.correct) == {"linprobe", "knn3", "knn1"} and len(run.correct["knn1"]) == result.test_clips
+    with pytest.raises(HacmError, match="workers"):
+        run_study(variants, [0], tmp_path / "runs", **{**kwargs, "workers": 0})
