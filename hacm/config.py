@@ -73,6 +73,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     head_dropout: float = 0.3                # fine-tune head dropout
     amp: Literal["off", "bf16"] = "off"      # bf16 autocast (GPU, and CPUs with AMX)
+    # Parameters and inputs of training and evaluation. float64 is for exactness checks (a DDP
+    # run against one process, a resumed run against a straight one): its rounding noise is far
+    # below AdamW's eps, which float32's is not. Slower; not with amp bf16.
+    dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
     checkpoint_every: int = 20               # epochs between checkpoints/epoch_NNNN.pt (0 = never)
     eval_every: int = 1                      # linprobe/finetune: epochs between test evaluations (and the last)
@@ -286,6 +290,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.label_smoothing: expected a value in [0, 1), got {t.label_smoothing}")
     if not 0 <= t.head_dropout < 1:
         raise ConfigError(f"train.head_dropout: expected a value in [0, 1), got {t.head_dropout}")
+    if t.amp == "bf16" and t.dtype != "float32":
+        raise ConfigError(f"train.amp: bf16 autocast needs train.dtype float32, got {t.dtype}")
     if t.max_steps_per_epoch is not None and t.max_steps_per_epoch <= 0:
         raise ConfigError(f"train.max_steps_per_epoch: expected a positive integer or null, "
                           f"got {t.max_steps_per_epoch}")

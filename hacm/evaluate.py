@@ -78,6 +78,11 @@ def _batches(dataset, batch_size: int, num_workers: int | None, desc: str):
     return tqdm(loader, desc=desc, unit="batch", leave=False)
 
 
+def input_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype a model's inputs must have: that of its parameters (train.dtype float32 / float64)."""
+    return next(model.parameters()).dtype
+
+
 def autocast(amp: str, device: torch.device):
     """bf16 autocast when train.amp is "bf16", else nothing (the training loop uses it too)."""
     return torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext()
@@ -98,7 +103,7 @@ def extract_features(source, dataset, *, batch_size: int = 256, device="cpu", am
     feats, labels = [], []
     for x, y in _batches(dataset, batch_size, num_workers, "features"):
         with autocast(amp, device):
-            tokens, actor_mask = encoder.forward_packed(x.to(device))             # [S, TP, V, D]
+            tokens, actor_mask = encoder.forward_packed(x.to(device, input_dtype(encoder)))  # [S, TP, V, D]
         feats.append(actor_mean(tokens.float().mean((1, 2)), actor_mask).cpu())    # [B, D]
         labels.append(y)
     encoder.train(was_training)
@@ -119,7 +124,7 @@ def predict(source, dataset, *, batch_size: int = 256, device="cpu", amp: str = 
     logits, labels = [], []
     for x, y in _batches(dataset, batch_size, num_workers, "predict"):
         with autocast(amp, device):
-            logits.append(model(x.to(device)).float().cpu())
+            logits.append(model(x.to(device, input_dtype(model))).float().cpu())
         labels.append(y)
     model.train(was_training)
     return torch.cat(logits).numpy(), torch.cat(labels).numpy().astype(np.int64)

@@ -330,7 +330,7 @@ class HACM(nn.Module):
         the origin, so its map is a point of the manifold (unlike the release's Euclidean mean of
         ball points). Measure with `geometry.points`.
         """
-        trunk = self.encoder.joints_embed(seqs[:, :, self.trunk].float())              # [S, TP, 7, D]
+        trunk = self.encoder.joints_embed(seqs[:, :, self.trunk].to(self.encoder.joints_embed.proj.weight.dtype))  # [S, TP, 7, D]
         return trunk, trunk.mean(-2)
 
     @torch.no_grad()
@@ -339,7 +339,7 @@ class HACM(nn.Module):
         """seqs [S, T, 25, C] and Euclidean token embeddings [S, TP, V, D] -> MaskInfo."""
         cfg, geometry = self.cfg, self.encoder.geometry
         with torch.autocast(seqs.device.type, enabled=False):
-            tokens = tokens.float()
+            tokens = tokens.to(torch.promote_types(tokens.dtype, torch.float32))     # bf16 -> float32
             S, TP, V, _ = tokens.shape
             patches = branch_patches(TP, mcfg.cross_grouping)
             criteria = mcfg.branch_criteria()
@@ -398,7 +398,8 @@ class HACM(nn.Module):
 
     def target(self, seqs: Tensor) -> Tensor:
         """Normalised motion of the token joints: seqs [S, T, 25, C] -> [S, L, t_patch*C]."""
-        x = seqs[:, :, self.encoder.joints].float()                                  # [S, T, V, C]
+        x = seqs[:, :, self.encoder.joints]
+        x = x.to(torch.promote_types(x.dtype, torch.float32))                        # [S, T, V, C]
         motion = torch.zeros_like(x)
         motion[:, :-1] = x[:, 1:] - x[:, :-1]                                        # last frame 0
         if self.motion_geometry is not None:

@@ -26,6 +26,9 @@ Reproducibility: data order and augmentation depend only on (seed, epoch, sample
 from a generator seeded with (seed, epoch, step, rank); the global RNG state (dropout, drop path)
 is saved in every checkpoint. A run killed and resumed therefore ends with the same weights as
 one that ran straight through.
+
+Precision: train.dtype sets the dtype of the parameters and of the inputs (float32, or float64 for
+exactness checks); bf16 autocast (train.amp) goes on top of float32 only.
 """
 from __future__ import annotations
 
@@ -370,7 +373,12 @@ def build_model(cfg: RunConfig, num_classes: int, d: Dist) -> nn.Module:
             logger.info(ckpt.describe_load(report, cfg.train.pretrained))
     elif cfg.protocol != "pretrain" and d.is_main:
         logger.info("train.pretrained is not set: the encoder is randomly initialised (a baseline)")
-    return model.to(d.device)
+    return model.to(d.device, dtype=compute_dtype(cfg))
+
+
+def compute_dtype(cfg: RunConfig) -> torch.dtype:
+    """train.dtype as a torch dtype: the parameters', the inputs' and the logits' (under amp too)."""
+    return {"float32": torch.float32, "float64": torch.float64}[cfg.train.dtype]
 
 
 def _fit(cfg: RunConfig, run_dir: Path, resume: bool) -> dict:
@@ -410,13 +418,14 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
         if len(test_set) == 0:
             raise HacmError(f"{cfg.data.store}: benchmark {cfg.data.benchmark} has no test clips to evaluate on")
         test_loader = make_loader(shard(test_set, d), batch, train=False, num_workers=cfg.data.num_workers)
+    dtype = compute_dtype(cfg)
     steps_per_epoch = len(train_loader) if t.max_steps_per_epoch is None else min(len(train_loader),
                                                                                    t.max_steps_per_epoch)
 
     # -- model and optimiser
     model = build_model(cfg, store.num_classes, d)
     if d.enabled:
-        model = globalise_batchnorm(model).to(d.device)
+        model = globalise_batchnorm(model).to(d.device, dtype)      # the new norms are float32
         ddp = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     else:
         ddp = model
@@ -459,13 +468,13 @@ def _fit_ranked(cfg: RunConfig, run_dir: Path, resume: bool, d: Dist) -> dict:
             for i, (x, y) in enumerate(train_loader):
                 if i == steps_per_epoch:
                     break
-                x = x.to(d.device, non_blocking=True)
+                x = x.to(d.device, dtype, non_blocking=True)
                 y = y.to(d.device, non_blocking=True)
                 lr = lr_at(step, steps_per_epoch, cfg)
                 set_lr(optimizer, lr)
                 with autocast(cfg.train.amp, d.device):
                     if classify:
-                        loss = F.cross_entropy(ddp(x).float(), y, label_smoothing=t.label_smoothing)
+                        loss = F.cross_entropy(ddp(x).to(dtype), y, label_smoothing=t.label_smoothing)
                         parts = {"loss": loss.item()}
                     else:
                         out = ddp(x, generator=mask_generator(cfg, epoch, step, d.rank))
@@ -532,10 +541,11 @@ def evaluate_accuracy(model: nn.Module, loader, cfg: RunConfig, d: Dist) -> tupl
     model.eval()
     correct1 = correct5 = total = loss_sum = 0.0
     shard_pred = []
+    dtype = compute_dtype(cfg)
     for x, y in loader:
-        x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+        x, y = x.to(d.device, dtype, non_blocking=True), y.to(d.device, non_blocking=True)
         with autocast(cfg.train.amp, d.device):
-            logits = model(x).float()
+            logits = model(x).to(dtype)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices                    # [B, 5]
         correct1 += (top[:, 0] == y).sum().item()

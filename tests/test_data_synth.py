@@ -7,17 +7,14 @@ import re
 import numpy as np
 import pytest
 
-from hacm.data import synth
+from hacm.data import raw_ntu, synth
+from hacm.data.denoise import denoise
 from hacm.data.synth import ACTIONS, SensorModel, generate_sequence, make_subject, record, write_synthetic
 from hacm.errors import HacmError
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, bone_lengths
 
 NAMES = [a.name for a in ACTIONS]
 TWO_PERSON = [a.name for a in ACTIONS if a.two_person]
-
-
-def _raw_ntu():
-    return pytest.importorskip("hacm.data.raw_ntu", reason="the NTU parser (hacm/data/raw_ntu.py) is not there yet")
 
 
 def _clean(name: str, performer: int, seed: int = 0, rng_seed: int = 0) -> np.ndarray:
@@ -60,8 +57,6 @@ def test_file_names_count_and_meta(dataset):
 def test_files_parse_and_denoise_to_the_performers(dataset):
     """Every file parses; the standard denoiser removes exactly the spurious bodies and keeps one
     (two for interactions) actor present in every kept frame."""
-    raw_ntu = _raw_ntu()
-    denoise = pytest.importorskip("hacm.data.denoise", reason="hacm/data/denoise.py is not there yet").denoise
     out, summary = dataset
     extra_bodies = extra_files = lost_files = 0
     for path in sorted(out.glob("*.skeleton")):

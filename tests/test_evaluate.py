@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 import pytest
@@ -15,6 +16,19 @@ from hacm.config import to_yaml
 from hacm.errors import HacmError
 from hacm.model import Encoder
 from test_train import make_toy_store, toy_config
+
+
+def brute_force_knn(train_feats, train_labels, test_feats, k: int, temperature: float, num_classes: int):
+    """Reference for ev.knn_predict, written out one clip at a time in float64: the k training clips
+    of highest cosine similarity each vote exp(cos / temperature) for their label."""
+    preds = []
+    for f in np.asarray(test_feats, dtype=np.float64):
+        cos = [float(f @ g / (np.linalg.norm(f) * np.linalg.norm(g))) for g in np.asarray(train_feats, np.float64)]
+        votes = [0.0] * num_classes
+        for i in sorted(range(len(cos)), key=lambda i: -cos[i])[:k]:
+            votes[train_labels[i]] += math.exp(cos[i] / temperature)
+        preds.append(max(range(num_classes), key=lambda c: votes[c]))
+    return np.array(preds)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +65,23 @@ def test_knn_accuracy_on_separable_clusters():
     assert accs == {20: 1.0, 1: 1.0}
     shuffled = rng.permutation(labels[::2])
     assert ev.knn_accuracy(feats[::2], shuffled, feats[1::2], labels[1::2], k=(1,))[1] < 0.6
+
+
+def test_knn_predict_matches_a_brute_force_reference():
+    # Overlapping classes, so that k and the temperature change the answers.
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 5, 90)
+    feats = rng.normal(0, 1, (5, 8))[labels] + rng.normal(0, 1.5, (90, 8))
+    train_feats, train_labels, test_feats = feats[:60], labels[:60], feats[60:]
+    answers = set()
+    for temperature in (0.07, 1.0):
+        preds = ev.knn_predict(train_feats, train_labels, test_feats, k=(1, 5, 20), temperature=temperature,
+                               num_classes=5, chunk=7)                  # several chunks, a ragged last one
+        for k, pred in preds.items():
+            assert np.array_equal(pred, brute_force_knn(train_feats, train_labels, test_feats, k, temperature, 5)), \
+                (k, temperature)
+            answers.add(tuple(pred))
+    assert len(answers) >= 4                  # the settings mattered: a k or T ignored would show
 
 
 def test_accuracy_confusion_and_per_class():
@@ -125,7 +156,19 @@ def test_mamp_checkpoint_import_through_the_cli(runs, tmp_path):
     assert main(["knn", "--config", str(cfg_file), "--set", f"train.pretrained={tmp_path / 'mamp.pth'}",
                  "--out", str(tmp_path / "knn")]) == 0
     summary = ev.load_run(tmp_path / "knn").summary
-    assert 0.0 <= summary["knn20_acc"] <= 1.0 and summary["pretrained"] == str(tmp_path / "mamp.pth")
+    assert summary["pretrained"] == str(tmp_path / "mamp.pth")
+    # The accuracies are those of the imported encoder's features under a brute-force kNN. (Equal,
+    # not approximately: they count clips, and the float32 kNN agrees with the float64 reference
+    # unless two similarities or two vote totals tie to 1e-7, which these features do not.)
+    feats = {part: ev.extract_features(source, train.make_dataset(cfg, store, part, augment=False),
+                                       batch_size=cfg.train.batch_size) for part in ("train", "test")}
+    preds = ev.knn_predict(*feats["train"], feats["test"][0], k=cfg.knn.k, temperature=cfg.knn.temperature,
+                           num_classes=store.num_classes)
+    for k in cfg.knn.k:
+        pred = brute_force_knn(*feats["train"], feats["test"][0], k, cfg.knn.temperature, store.num_classes)
+        assert len(set(pred)) > 1                 # the reference itself is not a constant guess
+        assert np.array_equal(preds[k], pred), k
+        assert summary[f"knn{k}_acc"] == ev.accuracy(pred, feats["test"][1]), k
 
     del state[next(k for k in state if k.endswith("blocks.1.mlp.fc2.weight"))]
     torch.save({"model": state}, tmp_path / "partial.pth")

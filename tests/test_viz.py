@@ -146,7 +146,10 @@ def test_training_figures():
     assert cmf.axes[0].get_xlabel() == "predicted class" and len(cmf.axes) == 2   # + colour bar
     diff = training.confusion_difference_figure(cm, np.eye(3) * 5, names, labels=("hacm", "mamp"))
     assert "hacm - mamp" in diff.axes[1].get_ylabel()
-    assert isinstance(training.per_class_accuracy_figure(cm, names, compare=np.eye(3)), Figure)
+    # bars: this run's per-class accuracy sorted ascending (b 40 %, a 5/6, c 100 %), then the other's
+    bars = training.per_class_accuracy_figure(cm, names, compare=np.eye(3)).axes[0]
+    assert [t.get_text() for t in bars.get_yticklabels()] == ["b", "a", "c"]
+    assert [r.get_width() for r in bars.patches] == pytest.approx([40.0, 500 / 6, 100.0, 100.0, 100.0, 100.0])
     with pytest.raises(HacmError, match="3 class names"):
         training.confusion_matrix_figure(np.eye(2), names)
 
