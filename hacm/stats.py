@@ -221,7 +221,7 @@ def compare_methods(per_clip: Mapping[str, np.ndarray], reference: str, *, reps:
         boot, mcnemar = tests[name]
         p_holm = float(adjusted[name])
         significant = p_holm < alpha
-        verdict = _verdict(boot.difference, significant, p_holm, reference, len(others), mcnemar is not None)
+        verdict = _verdict(boot.difference, significant, p_holm, reference, len(others), mcnemar is not None, alpha)
         if min(len(x), len(ref)) < MIN_SEEDS:
             verdict += f" [{len(x)} vs {len(ref)} seeds, fewer than {MIN_SEEDS}]"
         rows.append(ComparisonRow(
@@ -233,9 +233,10 @@ def compare_methods(per_clip: Mapping[str, np.ndarray], reference: str, *, reps:
 
 
 def _verdict(difference: float, significant: bool, p_holm: float, reference: str, comparisons: int,
-             mcnemar: bool) -> str:
+             mcnemar: bool, alpha: float) -> str:
     label = ("McNemar " if mcnemar else "") + ("p" if comparisons == 1 else "Holm-adjusted p")
-    shown = "< 0.001" if p_holm < 0.001 else f"= {p_holm:.2g}"
+    # two significant digits, but never rounded across alpha: 0.0497 must not read "0.05, significant"
+    shown = "< 0.001" if p_holm < 0.001 else f"= {p_holm:.2g}" if abs(p_holm - alpha) > 0.005 else f"= {p_holm:.4f}"
     if not significant:
         return f"not significant ({label} {shown})"
     direction = "better than" if difference > 0 else "worse than"

@@ -4,7 +4,6 @@ At the paper width the release's cross-contrast (raw dot products of LayerNorm-e
 is saturated at initialisation and sends almost no gradient to the encoder; the cosine form with a
 temperature does. Under DDP the similarity matrices span the global batch.
 """
-import os
 
 import pytest
 import torch

@@ -152,7 +152,7 @@ def test_a_mamp_checkpoint_is_refused_by_a_hyperbolic_encoder(tmp_path, model_cl
     x = torch.randn(1, 3, 12, 25, 2)
     with torch.no_grad():
         ref = reference_forward(raw["model"], x, CFG, list(range(25)), hyperbolic=False)
-        assert torch.allclose(enc(x)[0], ref, atol=1e-5)
+        torch.testing.assert_close(enc(x)[0].double(), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_ha_cm_release_checkpoints_still_load_into_a_hyperbolic_encoder(tmp_path):

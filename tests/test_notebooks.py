@@ -68,7 +68,7 @@ def pretrained(tmp_path_factory, store):
 def test_notebooks_are_committed_clean():
     """One `parameters` cell each, report_dir among its parameters, no outputs, the hacm kernel."""
     names = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
-    assert names == ["ablations", "confusion", "data_overview", "evaluate", "explorer", "pretrain"]
+    assert names == ["ablations", "confusion", "data_overview", "evaluate", "explorer", "methods", "pretrain"]
     for name in names:
         nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
         nbformat.validate(nb)
@@ -118,8 +118,9 @@ def evaluated(tmp_path_factory, store, pretrained):
 
 def test_evaluate(evaluated):
     out, summary = evaluated
-    assert set(summary) == {"linprobe_best_test_acc", "semi_best_test_acc", "knn_knn3_acc", "knn_knn1_acc"}
-    # Each accuracy is recomputed from what its run saved: the classifiers' from their best
+    assert set(summary) == {"linprobe_test_acc", "linprobe_best_test_acc", "semi_test_acc", "semi_best_test_acc",
+                            "knn_knn3_acc", "knn_knn1_acc"}
+    # Each accuracy is recomputed from what its run saved: the classifiers' from their last
     # checkpoint's predictions (the loop's batches; ties broken as the loop does, first of top-k),
     # kNN's from the pre-trained encoder's features under a brute-force kNN.
     for p in ("linprobe", "semi"):
@@ -127,7 +128,9 @@ def test_evaluate(evaluated):
         test = train.make_dataset(run.config, Store.open(run.config.data.store), "test", augment=False)
         logits, labels = ev.predict(out / p, test, batch_size=run.config.train.batch_size)
         first = torch.from_numpy(logits).topk(min(5, logits.shape[1]), dim=1).indices[:, 0].numpy()
-        assert len(labels) == CLIPS // 3 and summary[f"{p}_best_test_acc"] == np.mean(first == labels), p
+        assert len(labels) == CLIPS // 3 and summary[f"{p}_test_acc"] == np.mean(first == labels), p
+        # and they are the run's own per-clip predictions
+        np.testing.assert_array_equal(ev.read_predictions(out / p)["pred"], first)
     cfg = ev.load_run(out / "knn").config
     store = Store.open(cfg.data.store)
     feats = {part: ev.extract_features(cfg.train.pretrained, train.make_dataset(cfg, store, part, augment=False),
@@ -144,21 +147,46 @@ def test_confusion(tmp_path, evaluated):
     summary = execute("confusion", tmp_path, run=run, baseline_run=run, labels=["a", "b"], top_pairs=3)
     # the same run on both sides: same accuracy, and it is the probe's final test accuracy
     assert summary["accuracy"] == summary["baseline_accuracy"]
-    assert summary["accuracy"] == pytest.approx(evaluated[1]["linprobe_best_test_acc"])
+    assert summary["accuracy"] == pytest.approx(evaluated[1]["linprobe_test_acc"])
     for fig in ("confusion", "confusion_difference", "per_class_comparison"):
         assert (tmp_path / f"{fig}.png").is_file()
 
 
 def test_ablations_share_identical_runs(tmp_path, store):
-    variants = {"base": {"masking.tau": 0.9}, "random": {"masking.strategy": "random"}}
+    variants = {"base": {}, "no contrast": {"model.cc_weight": 0.0}}
     summary = execute("ablations", tmp_path, overrides={"data.store": store, **TINY_MODEL, **TINY_TRAIN},
                       eval_overrides={"data.store": store, **TINY_MODEL, "knn.k": [3, 1]},
-                      variants=variants, taus=[0.9], seeds=[0], metric="knn1_acc")
-    assert set(summary) == {"base knn1_acc (%)", "random knn1_acc (%)", "best tau"}
-    assert summary["best tau"] == 0.9
-    # the tau-0.9 point of the curve is the base variant's run: 2 runs for 3 rows
-    assert len(list((tmp_path / "runs").iterdir())) == 2
+                      variants=variants, reference="base", taus=[0.9], normalisations=["standard"],
+                      seeds=[0, 1], metric="knn1")
+    assert set(summary) == {"base: kNN-1 (%)", "no contrast: kNN-1 (%)", "no contrast vs base",
+                            "tau 0.9, standard normalisation: kNN-1 (%)", "seeds", "test clips"}
+    assert "significant" in summary["no contrast vs base"] and summary["test clips"] == CLIPS // 3
+    # the tau-0.9 standard point of the curve is the base variant's run (the synth config's tau)
+    assert summary["tau 0.9, standard normalisation: kNN-1 (%)"] == summary["base: kNN-1 (%)"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["base", "no-contrast"]
     assert (tmp_path / "tau_curve.png").is_file() and "| base |" in (tmp_path / "ablations.md").read_text()
+
+
+def test_methods_compare_with_seeds_and_statistics(tmp_path, store):
+    methods = {"HA-CM": {}, "random encoder": None}
+    summary = execute("methods", tmp_path, overrides={"data.store": store, **TINY_MODEL, **TINY_TRAIN},
+                      eval_overrides={"data.store": store, **TINY_MODEL, **TINY_TRAIN, "knn.k": [3, 1]},
+                      methods=methods, seeds=[0, 1], protocols=["linprobe", "knn"])
+    result = json.loads((tmp_path / "summary.json").read_text())
+    assert result["seeds"] == 2 and result["test clips"] == CLIPS // 3
+    for metric in ("linear probe, last epoch", "kNN-3", "kNN-1"):
+        assert f"HA-CM: {metric} (%)" in summary and "significant" in summary[f"random encoder vs HA-CM: {metric}"]
+    # each percentage is the mean over the seeds of the runs' saved per-clip predictions
+    key = {"linear probe, last epoch": ("linprobe", "pred"), "kNN-1": ("knn", "knn1")}
+    for metric, (protocol, name) in key.items():
+        accs = []
+        for seed in (0, 1):
+            pred = ev.read_predictions(tmp_path / "runs" / "ha-cm" / f"seed{seed}" / protocol)
+            accs.append(np.mean(pred[name] == pred["labels"]))
+        assert summary[f"HA-CM: {metric} (%)"] == round(100 * np.mean(accs), 1)
+    for fig in ("methods_linprobe", "methods_knn3", "methods_knn1"):
+        assert (tmp_path / f"{fig}.png").is_file()
+    assert "| HA-CM |" in (tmp_path / "methods.md").read_text()
 
 
 @pytest.mark.parametrize("interactive", [False, True])
@@ -176,5 +204,5 @@ def test_explorer(tmp_path, store, pretrained, interactive):
         assert shown, "the explorer widget was not displayed"
         return
     assert summary == {"views": 1, "checkpoints": ["tiny"], "clips": CLIPS // 3}
-    for key in ("disk", "skeleton", "tokens"):
+    for key in ("disk", "skeleton", "tokens", "radii", "spread"):
         assert (tmp_path / f"view0_tiny_{key}.html").is_file()

@@ -197,3 +197,11 @@ def test_compare_methods_errors_name_the_method():
         compare_methods({"HA-CM": good, "MAMP": good}, "HACM", reps=10)
     # 0/1 integers are correctness too
     assert compare_methods({"HA-CM": good.astype(int), "MAMP": good}, "HA-CM", reps=10)[1].p_bootstrap == 1.0
+
+
+def test_verdict_never_rounds_a_p_value_across_alpha():
+    from hacm.stats import _verdict
+
+    near = _verdict(-0.03, True, 0.0497, "HA-CM", 3, False, 0.05)
+    assert "0.0497" in near and near.startswith("worse")
+    assert "= 0.2" in _verdict(0.01, False, 0.2, "HA-CM", 3, False, 0.05)

@@ -155,9 +155,19 @@ def test_training_figures():
 
 
 def test_tau_curve_and_tables_and_reconstruction():
-    rows = [{"tau": t, "seed": s, "accuracy": 50 + t + s} for t in (0.1, 0.9, 5.0) for s in (0, 1)]
-    fig = training.tau_curve_figure(rows)
-    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [50.6, 51.4, 55.5])
+    points = [{"tau": t, "series": n, "mean": 50 + t + k, "ci": (49 + t + k, 51 + t + k), "values": [50 + t, 51 + t]}
+              for k, n in enumerate(("standard", "release")) for t in (5.0, 0.1, 0.9)]
+    fig = training.tau_curve_figure(points)
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["standard", "release"]
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [0.1, 0.9, 5.0])       # sorted by tau
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [51.1, 51.9, 56.0])
+    assert ax.get_xscale() == "log" and "3 seeds" not in ax.get_legend().get_title().get_text()
+    with pytest.raises(HacmError, match="needs"):
+        training.tau_curve_figure([{"tau": 1.0}])
+    bars = training.method_comparison_figure({"A": {"values": [80, 82, 81], "mean": 81, "ci": (79, 83)},
+                                              "B": {"values": [70, 71, 69], "mean": 70, "ci": (68, 72)}})
+    np.testing.assert_allclose([p.get_height() for p in bars.axes[0].patches], [81, 70])
     table = training.ablation_table([{"run": "x", "acc": 1.5}, {"run": "y", "acc": 3.25}], sort_by="acc")
     assert [r["run"] for r in table.rows] == ["y", "x"]
     assert "<td>3.25</td>" in table.to_html() and table.to_markdown().splitlines()[0] == "| run | acc |"
