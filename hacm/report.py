@@ -559,25 +559,3 @@ def write_index(batch: Batch, out: Path, results: list[JobResult], seconds: floa
     index = out / "index.html"
     index.write_text(page)
     return index
-
-
-# ----------------------------------------------------------------------------- notebook side
-
-
-def write_summary(report_dir: str | Path, values: dict) -> Path:
-    """Write a notebook's key numbers to report_dir/summary.json (the index table reads it).
-
-    numpy scalars and arrays become plain numbers and lists."""
-    def plain(v):
-        if hasattr(v, "tolist"):
-            return v.tolist()
-        if isinstance(v, dict):
-            return {str(k): plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-
-    path = Path(report_dir) / "summary.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(plain(values), indent=1) + "\n")
-    return path
