@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-REFERENCE_FILES_PER_S = 120.0   # performance.md: original parse + denoise + transform, one process
-TARGET_FILES_PER_S = 500.0      # performance.md: per core
+REFERENCE_FILES_PER_S = 120.0   # docs/benchmarks.md: original parse + denoise + transform, one process
+TARGET_FILES_PER_S = 500.0      # docs/benchmarks.md: per core
 
 
 def generate(raw_dir: Path, files: int) -> int:

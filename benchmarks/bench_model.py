@@ -4,7 +4,7 @@
 
 Each config runs in its own subprocess so its peak RSS (resource.getrusage ru_maxrss) is its own.
 Figures are medians over --steps timed steps after one warm-up; FLOP/s are compared with a
-1024x1024 matmul measured in the same process. Targets: spec performance.md.
+1024x1024 matmul measured in the same process. Targets: docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from hacm.masking import MaskingConfig
 from hacm.model import HACM, ModelConfig
 
 CONFIGS = {
-    # HA-CM paper / release setup (method.md 10)
+    # HA-CM paper / release setup (docs/method.md)
     "hacm": (ModelConfig(num_frames=72, t_patch=3, prune=True, dim=256, depth=8, heads=8, decoder_depth=3),
              MaskingConfig()),
     # MAMP's shape: 120 frames, all 25 joints, t_patch 4, motion-aware masking, no cross-contrast

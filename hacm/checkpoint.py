@@ -12,22 +12,32 @@ Nothing else is needed to resume exactly: the data order and augmentation are fu
 (seed, epoch), the learning rate of the step, masks of (seed, epoch, step, rank); and bf16
 autocast needs no gradient scaler, so there is no scaler state.
 
-Original MAMP / HA-CM release checkpoints (`ckpt["model"]` with MAMP parameter names) are read
-by `load_pretrained_encoder` through `hacm.model.load_mamp_state_dict`.
+Original MAMP / HA-CM release checkpoints (a state dict, or one under "model", with MAMP's
+parameter names) are read by `load_pretrained_encoder` through `load_mamp_state_dict`.
+
+This module is the only place a model comes out of a file: `load_model` (a hacm run's model),
+`load_pretrained_encoder` (an encoder from a hacm run or an original-code file) and
+`load_for_masks` (the mask explorer's model); `build_model` makes a run's model from its config.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pickle
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from hacm.config import RunConfig, from_dict, to_dict
 from hacm.errors import HacmError
 from hacm.fileio import write_atomic
-from hacm.model import Encoder, LoadReport, load_mamp_state_dict
+from hacm.masking import MaskingConfig
+from hacm.model import HACM, ActionClassifier, Encoder, ModelConfig
 from hacm.skeleton import NUM_JOINTS
 
 FORMAT = "hacm-checkpoint"
@@ -65,7 +75,10 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise HacmError(f"{path}: no such checkpoint")
-    state = _torch_load(path)
+    return _checked(path, _torch_load(path))
+
+
+def _checked(path: Path, state) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise HacmError(f"{path}: not a hacm checkpoint (no format marker {FORMAT!r})")
     if state.get("version") != VERSION:
@@ -111,6 +124,63 @@ def set_rng_state(state: dict) -> None:
                          n["cached_gaussian"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# State dicts of the original code (MAMP, the HA-CM release)
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str]
+    missing: list[str]                # encoder keys the checkpoint does not have (left at init)
+    unexpected: list[str]             # checkpoint keys the encoder does not have (e.g. a head)
+    ignored: list[str]                # decoder_* / mask_token keys of pre-training checkpoints
+    interpolated: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]   # key -> (checkpoint, encoder) shape
+
+
+def load_mamp_state_dict(encoder: Encoder, state_dict: dict) -> LoadReport:
+    """Load a MAMP / HA-CM release state dict (bare, or under "model") into `encoder`.
+
+    temp_embed is interpolated linearly along time when the number of time patches differs; a
+    25-joint pos_embed is reduced to the token joints for a pruned encoder. Any other shape
+    mismatch raises HacmError naming the key: a tensor of another shape belongs to another
+    architecture, and silently leaving it at init would make a partly random encoder.
+    """
+    if isinstance(state_dict, dict) and isinstance(state_dict.get("model"), dict):
+        state_dict = state_dict["model"]
+    own = encoder.state_dict()
+    src, ignored, interpolated = {}, [], {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        if key.startswith(("decoder_", "mask_token")):
+            ignored.append(key)
+        else:
+            src[key] = value
+    unexpected = sorted(k for k in src if k not in own)
+    accepted = {}
+    for key in own:
+        if key not in src:
+            continue
+        value, want = src[key], own[key].shape
+        if value.shape != want:
+            if key == "temp_embed" and value.dim() == 4 and value.shape[0::2] == want[0::2] \
+                    and value.shape[3] == want[3]:
+                seq = value.permute(0, 3, 1, 2).flatten(2).float()                  # [1, D, TP_src]
+                seq = F.interpolate(seq, size=want[1], mode="linear", align_corners=False)
+                value = seq.view(1, want[3], want[1], 1).permute(0, 2, 3, 1).to(own[key].dtype)
+                interpolated[key] = (tuple(src[key].shape), tuple(want))
+            elif key == "pos_embed" and value.dim() == 4 and value.shape[2] == NUM_JOINTS \
+                    and value.shape[3] == want[3]:
+                value = value[:, :, encoder.joints.cpu()]
+                interpolated[key] = (tuple(src[key].shape), tuple(want))
+            else:
+                raise HacmError(f"checkpoint key {key!r}: shape {list(value.shape)} does not match the "
+                                f"encoder's {list(want)} (check num_frames, t_patch, prune, dim)")
+        accepted[key] = value
+    encoder.load_state_dict(accepted, strict=False)
+    missing = sorted(k for k in own if k not in accepted)
+    return LoadReport(sorted(accepted), missing, unexpected, sorted(ignored), interpolated)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,3 +267,66 @@ def describe_load(report: LoadReport, path) -> str:
         lines.append(f"  ignored {len(report.unexpected)} tensors the encoder has no slot for: "
                      f"{', '.join(report.unexpected[:6])}{' ...' if len(report.unexpected) > 6 else ''}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models out of configs and files: the one place a model is built from a run's config
+
+
+def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
+    """The randomly initialised model of cfg.protocol: HACM, or an ActionClassifier (kNN uses the
+    linear-probe classifier: a frozen encoder)."""
+    if cfg.protocol == "pretrain":
+        return HACM(cfg.model, cfg.masking)
+    protocol = "linprobe" if cfg.protocol == "knn" else cfg.protocol
+    return ActionClassifier(cfg.model, num_classes, protocol, head_dropout=cfg.train.head_dropout)
+
+
+def training_state(cfg: RunConfig, model: nn.Module, optimizer: torch.optim.Optimizer, *, epoch: int,
+                   step: int, best: dict | None, class_names: list[str], loss: float) -> dict:
+    """What a hacm checkpoint holds (see the module docstring): enough to resume exactly."""
+    return {"format": FORMAT, "version": VERSION, "protocol": cfg.protocol, "config": to_dict(cfg),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
+            "rng": rng_state(), "best": best, "class_names": list(class_names), "loss": loss}
+
+
+def load_model(path: str | Path, which: str = "last", device="cpu") -> nn.Module:
+    """A hacm run directory (checkpoints/<which>.pt; default last.pt: best.pt is the epoch with the
+    best test accuracy, selected on the test set) or a checkpoint file -> its model, in eval mode."""
+    state = load_checkpoint(find_checkpoint(path, which))
+    model = build_model(from_dict(state["config"]), len(state["class_names"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def load_for_masks(source: str | Path | None, model_config: ModelConfig, *, geometry: str | None = None) -> HACM:
+    """A pre-training model to draw masks with (the mask explorer), in eval mode.
+
+    source: a hacm run directory or checkpoint of any protocol (its encoder, and the temporal
+    criterion's projections when it is a pre-training run, so the masks are those training drew),
+    an original MAMP / HA-CM release file (encoder weights only), or None for an untrained model
+    (seed 0: the same in every session). A hacm checkpoint brings its run's model config, the
+    others use `model_config`. `geometry` overrides the config's: the map has no parameters, so the
+    same weights can be looked at in either space. Built with the hacm strategy, so every
+    criterion can be evaluated; the masking config is chosen per draw.
+    """
+    path = find_checkpoint(source) if source is not None else None
+    state = _hacm_checkpoint_or_none(path) if path is not None else None
+    cfg = from_dict(state["config"]).model if state is not None else model_config
+    if geometry is not None:
+        cfg = dataclasses.replace(cfg, geometry=geometry)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = HACM(cfg, MaskingConfig(strategy="hacm")).eval()
+    if path is not None:
+        load_pretrained_encoder(model.encoder, path)   # every encoder tensor, or HacmError
+        saved = state["model"] if state is not None else {}
+        own = model.temporal.state_dict()
+        model.temporal.load_state_dict({k: saved.get(f"temporal.{k}", v) for k, v in own.items()})
+    return model
+
+
+def _hacm_checkpoint_or_none(path: Path) -> dict | None:
+    """The hacm checkpoint at path, or None for an original-code file (read by load_pretrained_encoder)."""
+    raw = _load_any(path)
+    return _checked(path, raw) if isinstance(raw, dict) and raw.get("format") == FORMAT else None

@@ -1,19 +1,13 @@
-"""Evaluation: pooled features, kNN, accuracy, confusion matrices, and reading run directories.
+"""Evaluation of models in memory or in run directories: pooled features, predictions, kNN,
+accuracy and confusion matrices. The same calls serve the training protocols and the notebooks:
 
-Everything here works on a model in memory or on a run directory / checkpoint file, so the same
-calls serve `hacm knn`, the training loop and the notebooks:
-
-    run = load_run("runs/ft")                       # config, metrics rows, summary, checkpoints
-    model = run.load_model()                        # last checkpoint: ActionClassifier / HACM in eval mode
-    cm, names = confusion_matrix("runs/ft", test_set)
-    feats, labels = extract_features("runs/pt", test_set)
-    knn_accuracy(train_feats, train_labels, test_feats, test_labels, k=(20, 1))
+    feats, labels = extract_features("runs/pt", test_set)        # a run dir, checkpoint or model
+    logits, labels = predict("runs/lp", test_set)
+    knn_predict(train_feats, train_labels, test_feats, k=(20, 1))
+    cm, names = confusion_matrix("runs/lp", test_set)
 """
 from __future__ import annotations
 
-import json
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -23,45 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from hacm import checkpoint as ckpt
-from hacm.config import RunConfig, from_dict, load_config, to_dict
+from hacm import checkpoint
 from hacm.data.loader import make_loader
-from hacm.errors import FormatError, HacmError
-from hacm.fileio import write_atomic
-from hacm.model import HACM, ActionClassifier, Encoder, actor_mean
-
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.yaml"
-PREDICTIONS_FILE = "predictions.npz"      # test labels and per-clip predictions of the final model
-
-
-# ---------------------------------------------------------------------------------------------
-# Models from configs and checkpoints
-
-
-def new_model(cfg: RunConfig, num_classes: int) -> nn.Module:
-    """The (randomly initialised) model of cfg.protocol: HACM, or an ActionClassifier (kNN uses
-    the linear-probe classifier: a frozen encoder)."""
-    if cfg.protocol == "pretrain":
-        return HACM(cfg.model, cfg.masking)
-    protocol = "linprobe" if cfg.protocol == "knn" else cfg.protocol
-    return ActionClassifier(cfg.model, num_classes, protocol, head_dropout=cfg.train.head_dropout)
-
-
-def model_from_checkpoint(path: str | Path, which: str = "last", device="cpu") -> nn.Module:
-    """A hacm run directory (checkpoints/<which>.pt; default last.pt: best.pt is the epoch with the
-    best test accuracy, selected on the test set) or a checkpoint file -> its model, in eval mode."""
-    path = Path(path)
-    state = ckpt.load_checkpoint(ckpt.find_checkpoint(path, which))
-    model = new_model(from_dict(state["config"]), len(state["class_names"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
+from hacm.distributed import autocast
+from hacm.errors import HacmError
+from hacm.model import ActionClassifier, Encoder, actor_mean
 
 
 def _encoder_of(source) -> Encoder:
     if isinstance(source, (str, Path)):
-        source = model_from_checkpoint(source)
+        source = checkpoint.load_model(source)
     if isinstance(source, Encoder):
         return source
     if isinstance(getattr(source, "encoder", None), Encoder):
@@ -81,11 +46,6 @@ def _batches(dataset, batch_size: int, num_workers: int | None, desc: str):
 def input_dtype(model: nn.Module) -> torch.dtype:
     """The dtype a model's inputs must have: that of its parameters (train.dtype float32 / float64)."""
     return next(model.parameters()).dtype
-
-
-def autocast(amp: str, device: torch.device):
-    """bf16 autocast when train.amp is "bf16", else nothing (the training loop uses it too)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext()
 
 
 @torch.no_grad()
@@ -115,7 +75,7 @@ def predict(source, dataset, *, batch_size: int = 256, device="cpu", amp: str = 
             num_workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logits [N, C] and labels [N] of a classifier (a model, or a run dir / checkpoint)."""
     device = torch.device(device)
-    model = model_from_checkpoint(source) if isinstance(source, (str, Path)) else source
+    model = checkpoint.load_model(source) if isinstance(source, (str, Path)) else source
     if not isinstance(model, ActionClassifier):
         raise HacmError(f"predict needs a classifier (a linprobe / finetune run), got {type(model).__name__}")
     model = model.to(device)
@@ -201,98 +161,3 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
     totals = cm.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(totals > 0, np.diag(cm) / totals, np.nan)
-
-
-# ---------------------------------------------------------------------------------------------
-# Run directories
-
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of metrics.jsonl (empty if the run wrote none yet)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
-        return []
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise FormatError(path, i, f"expected one JSON object per line ({e.msg})") from None
-    return rows
-
-
-def write_predictions(run_dir: str | Path, labels: np.ndarray, predictions: dict[str, np.ndarray]) -> Path:
-    """predictions.npz: `labels` [N] and each named prediction [N] (e.g. "pred", "knn20"), the test
-    clips in dataset order. The paired statistics between runs (hacm.stats) read these."""
-    arrays = {"labels": np.asarray(labels, dtype=np.int64),
-              **{k: np.asarray(v, dtype=np.int64) for k, v in predictions.items()}}
-    for name, a in arrays.items():
-        if a.shape != arrays["labels"].shape:
-            raise HacmError(f"predictions {name!r}: {a.shape[0]} values for {arrays['labels'].shape[0]} test clips")
-    return write_atomic(Path(run_dir) / PREDICTIONS_FILE, lambda f: np.savez(f, **arrays))
-
-
-def read_predictions(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of a run's predictions.npz (labels and predictions)."""
-    path = Path(run_dir) / PREDICTIONS_FILE
-    if not path.is_file():
-        raise HacmError(f"{run_dir}: no {PREDICTIONS_FILE} (written when a linprobe / finetune / knn run ends)")
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
-
-
-@dataclass
-class Run:
-    """What a run directory holds, for notebooks and reports."""
-    path: Path
-    config: RunConfig
-    metrics: list[dict]
-    summary: dict
-    checkpoints: dict[str, Path] = field(default_factory=dict)   # "last", "best", "epoch_0020", ...
-
-    def rows(self, kind: str) -> list[dict]:
-        """metrics records of one kind: "epoch", "step", "knn", "start"."""
-        return [r for r in self.metrics if r.get("kind") == kind]
-
-    def predictions(self) -> dict[str, np.ndarray]:
-        """Test labels and per-clip predictions of the final model (`read_predictions`)."""
-        return read_predictions(self.path)
-
-    def load_model(self, which: str = "last", device="cpu") -> nn.Module:
-        """The model of a checkpoint (default: the last one; "best" is selected on the test set)."""
-        if which not in self.checkpoints:
-            raise HacmError(f"{self.path}: no checkpoint {which!r} (have: {', '.join(self.checkpoints) or 'none'})")
-        return model_from_checkpoint(self.path, which, device=device)
-
-
-# keys that say where and how fast a run computed, not what: a finished run is reused across them
-_PLACEMENT_KEYS = {("train", "device"), ("data", "num_workers")}
-
-
-def finished_run(run_dir: str | Path, cfg: RunConfig) -> bool:
-    """True when run_dir holds a finished run of exactly `cfg`; False when it holds no run (or one
-    that stopped before the end: resume it); HacmError when it holds a run of another config, naming
-    the keys that differ (results of different settings must never be mixed up)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        return False
-    saved, want = to_dict(load_config(run_dir / CONFIG_FILE)), to_dict(cfg)
-    diff = [f"{section}.{k}" for section, values in want.items() if isinstance(values, dict)
-            for k in values if (section, k) not in _PLACEMENT_KEYS and saved.get(section, {}).get(k) != values[k]]
-    if saved["protocol"] != want["protocol"]:
-        diff.insert(0, "protocol")
-    if diff:
-        raise HacmError(f"{run_dir}: holds a run with another config ({', '.join(diff)} differ); "
-                        "choose another directory or delete it")
-    return (run_dir / SUMMARY_FILE).is_file()
-
-
-def load_run(run_dir: str | Path) -> Run:
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise HacmError(f"{run_dir}: not a hacm run directory (no {CONFIG_FILE})")
-    summary_path = run_dir / SUMMARY_FILE
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    checkpoints = {p.stem: p for p in sorted((run_dir / ckpt.CHECKPOINT_DIR).glob("*.pt"))}
-    return Run(run_dir, load_config(run_dir / CONFIG_FILE), read_metrics(run_dir), summary, checkpoints)

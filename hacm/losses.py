@@ -1,14 +1,12 @@
-"""HA-CM pre-training losses (method.md 7-8); computed in (at least) float32 also under bf16 autocast."""
+"""HA-CM pre-training losses (docs/method.md): the masked reconstruction and the cross-contrast,
+computed in (at least) float32 also under bf16 autocast."""
 from __future__ import annotations
 
-import warnings
-
 import torch
-import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .distributed import gather_rows, world_size
 from .errors import ConfigError
 
 CC_SIMILARITIES = ("cosine", "release")
@@ -23,32 +21,6 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     per_token = (_at_least_float32(pred) - _at_least_float32(target)).pow(2).mean(-1)   # [S, L]
     mask = mask.to(per_token.dtype)
     return (per_token * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def gather_rows(z: Tensor) -> tuple[Tensor, int]:
-    """This rank's rows z [n, D] -> the rows of every rank [N, D] in rank order, and where this
-    rank's rows start. Gradients flow back to each rank's own rows (torch.distributed.nn);
-    ranks may hold different numbers of rows (absent actors are skipped), so rows are padded
-    to the largest count for the collective and unpadded after it."""
-    rank, world = _world()
-    if world == 1:
-        return z, 0
-    counts = [torch.zeros(1, dtype=torch.int64, device=z.device) for _ in range(world)]
-    dist.all_gather(counts, torch.tensor([z.shape[0]], device=z.device))
-    counts = [int(c) for c in counts]
-    padded = F.pad(z, (0, 0, 0, max(counts) - z.shape[0]))
-    with warnings.catch_warnings():
-        # torch 2.13 points to a private replacement; this is the documented autograd-aware gather
-        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather is deprecated",
-                                FutureWarning)
-        parts = dist_nn.all_gather(padded)
-    return torch.cat([p[:n] for p, n in zip(parts, counts)]), sum(counts[:rank])
 
 
 def _to_identity(rows: Tensor, columns: Tensor, start: int, similarity: str, temperature: float) -> Tensor:
@@ -83,13 +55,12 @@ def cross_contrast(z_odd: Tensor, z_even: Tensor, z_all: Tensor, *, similarity: 
     gradient of the global-batch loss (and the mean of the ranks' values is that loss).
     """
     z_odd, z_even, z_all = (_at_least_float32(z) for z in (z_odd, z_even, z_all))
-    _, world = _world()
     all_columns, start = gather_rows(z_all)
     loss = (_to_identity(z_odd, all_columns, start, similarity, temperature)
             + _to_identity(z_even, all_columns, start, similarity, temperature))
     if odd_even_term:
         loss = loss + _to_identity(z_even, gather_rows(z_odd)[0], start, similarity, temperature)
-    return loss * world
+    return loss * world_size()
 
 
 def uniform_cross_contrast(n: int, terms: int = 2) -> float:

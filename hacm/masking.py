@@ -11,7 +11,7 @@ time-major: flat position p = t * V + v. Masking works in three steps:
    the release's or a standardised normalisation, then / tau) and Gumbel-Max top-k keeps
    k = round((1 - mask_ratio) * L_branch) tokens, returned as flat grid positions, so the decoder
    can put every kept token back at its own (time, joint) slot (`restore`), unlike the release
-   (method.md 7). `keep_spread` says how far the draw is from random masking.
+   (docs/differences.md). `keep_spread` says how far the draw is from random masking.
 
 The criteria only decide which tokens are kept, so they run without gradient, in float64 (the
 hierarchy criterion measures distances near the rim of the ball).
@@ -124,7 +124,7 @@ def restore(kept: Tensor, keep: Tensor, fill: Tensor, length: int) -> Tensor:
 
 
 def hierarchy_scores(points: Tensor, parent_point: Tensor, geometry: Geometry, parent_weight: float) -> Tensor:
-    """Spatial criterion (method.md 4): place of each joint in the skeleton hierarchy.
+    """Spatial criterion (docs/method.md): place of each joint in the skeleton hierarchy.
 
     points [S, TP, V, D'] the tokens' measuring points (`geometry.points`, float64, exact near the
     rim); parent_point [S, TP, D'] per time patch.
@@ -136,7 +136,7 @@ def hierarchy_scores(points: Tensor, parent_point: Tensor, geometry: Geometry, p
 
 
 def attention_scores(q: Tensor, k: Tensor, variant: str = "standard") -> Tensor:
-    """Temporal criterion (method.md 5): attention each token receives from its joint's time patches.
+    """Temporal criterion (docs/method.md): attention each token receives from its joint's time patches.
 
     q, k [S, TP, V, d] -> scores [S, TP, V] (column sums of the per-joint TP x TP attention).
     standard: softmax over the key time patches, logits / sqrt(d);
@@ -189,7 +189,7 @@ class TemporalProjections(nn.Module):
 
 
 def keep_log_probs(scores: Tensor, tau: float, normalise: str) -> Tensor:
-    """log p of the Gumbel-Max keep distribution (method.md 6): scores [S, L] -> [S, L].
+    """log p of the Gumbel-Max keep distribution (docs/method.md, sampling): scores [S, L] -> [S, L].
 
     release: s / (tau * max|s|) (MAMP, the HA-CM release): the logits span at most 2 / tau, and
       scores with a large common offset (distances, attention sums) span far less, so the masks are
@@ -240,3 +240,95 @@ def sample_keep(branch_scores: list[Tensor], positions: list[Tensor], cfg: Maski
         keeps.append(pos.to(idx.device)[idx].sort(-1).values)
         log_ps.append(log_p)
     return tuple(keeps), tuple(log_ps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing the masks of a batch
+
+
+@dataclass
+class MaskInfo:
+    """The masks of a batch of sequences and everything that decided them."""
+    keep: tuple[Tensor, ...]         # per branch [S, k_b] kept flat positions on the TP x V grid
+    mask: Tensor                     # [S, TP, V] bool, True = masked
+    scores: Tensor                   # [S, TP, V] float64, each token's score under its branch's criterion
+    log_p: Tensor                    # [S, TP, V] float64 log keep-probability of each token within its branch
+    patches: tuple[Tensor, ...]      # per branch: its time-patch indices
+    criteria: tuple[str, ...]        # per branch: hierarchy | attention | motion | random
+    actor_mask: Tensor               # [N, M] which actors are present (rows of S)
+    tokens: Tensor                   # [S, TP, V, D] the tokens' Euclidean embeddings (tangent vectors)
+    trunk: Tensor                    # [S, TP, 7, D] the trunk joints' embeddings; their mean is the parent
+
+    @property
+    def patch_branch(self) -> Tensor:
+        """[TP] the branch of each time patch."""
+        out = torch.zeros(self.mask.shape[1], dtype=torch.long)
+        for b, p in enumerate(self.patches):
+            out[p] = b
+        return out
+
+    def spread(self) -> tuple[Tensor, ...]:
+        """Per branch [S]: max p / min p of the keep distribution (1 = random masking)."""
+        return tuple(keep_spread(self.log_p[:, p].flatten(1)) for p in self.patches)
+
+    def spread_by_criterion(self) -> dict[str, float]:
+        """Mean keep-probability spread over sequences, per criterion (both branches pooled)."""
+        out: dict[str, list[Tensor]] = {}
+        for crit, spread in zip(self.criteria, self.spread()):
+            out.setdefault(crit, []).append(spread)
+        return {crit: torch.cat(v).mean().item() for crit, v in out.items()}
+
+
+def patchify(x: Tensor, t_patch: int) -> Tensor:
+    """x [S, T, V, C] -> [S, TP, V, t_patch*C]: each token's frames, time-major within the token."""
+    S, T, V, C = x.shape
+    return x.view(S, T // t_patch, t_patch, V, C).permute(0, 1, 3, 2, 4).reshape(S, T // t_patch, V, t_patch * C)
+
+
+def _branch_scores(criterion: str, p: Tensor, tokens: Tensor, points, parent, motion, cfg: MaskingConfig,
+                   geometry: Geometry, temporal: TemporalProjections | None) -> Tensor:
+    """Scores [S, len(p), V] of one branch's patches p under its criterion."""
+    if criterion == "hierarchy":
+        return hierarchy_scores(points[:, p], parent[:, p], geometry, cfg.parent_weight)
+    if criterion == "attention":
+        if temporal is None:
+            raise ConfigError("masking: the attention criterion needs a model built with it "
+                              "(strategy hacm or temporal_only)")
+        return attention_scores(*temporal(tokens[:, p].to(temporal.q_weight.dtype)), cfg.attention)
+    if criterion == "motion":
+        return motion[:, p]
+    return tokens.new_zeros(tokens.shape[0], len(p), tokens.shape[2])   # random: uniform sampling
+
+
+@torch.no_grad()
+def draw_masks(token_seqs: Tensor, tokens: Tensor, trunk: Tensor, actor_mask: Tensor, cfg: MaskingConfig, *,
+               geometry: Geometry, temporal: TemporalProjections | None, t_patch: int,
+               generator: torch.Generator | None) -> MaskInfo:
+    """The masks of one batch: each branch's criterion scores its tokens, Gumbel-Max keeps its share.
+
+    token_seqs [S, T, V, C] the token joints' input (motion criterion); tokens [S, TP, V, D] their
+    Euclidean embeddings; trunk [S, TP, 7, D] the trunk joints' embeddings (the parent point is
+    their mean in the tangent space at the origin, then mapped: a point of the manifold, unlike
+    the release's Euclidean mean of ball points).
+    """
+    with torch.autocast(tokens.device.type, enabled=False):
+        S, TP, V, _ = tokens.shape
+        patches, criteria = branch_patches(TP, cfg.cross_grouping), cfg.branch_criteria()
+        points = parent = motion = None
+        if "hierarchy" in criteria:
+            points, parent = geometry.points(tokens), geometry.points(trunk.mean(-2))   # float64
+        if "motion" in criteria:
+            # over the whole grid, then per branch: "since the previous time patch" must not
+            # become "since the previous patch of the branch" under cross grouping
+            motion = motion_scores(patchify(token_seqs.float(), t_patch))             # [S, TP, V]
+        scores = tokens.new_zeros(S, TP, V, dtype=torch.float64)
+        for p, crit in zip(patches, criteria):
+            p = p.to(tokens.device)
+            scores[:, p] = _branch_scores(crit, p, tokens, points, parent, motion, cfg, geometry, temporal).double()
+        positions = [branch_positions(p, V).to(tokens.device) for p in patches]
+        keep, log_ps = sample_keep([scores.flatten(1)[:, pos] for pos in positions], positions, cfg, generator)
+        log_p = torch.zeros_like(scores).flatten(1)
+        for pos, lp in zip(positions, log_ps):
+            log_p[:, pos] = lp
+    mask = masked_grid(torch.cat(keep, 1), TP * V).view(S, TP, V)
+    return MaskInfo(keep, mask, scores, log_p.view(S, TP, V), patches, criteria, actor_mask, tokens, trunk)

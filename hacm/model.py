@@ -18,11 +18,19 @@ from torch import Tensor, nn
 from . import losses
 from .errors import ConfigError, HacmError
 from .geometry import DEFAULT_BALL_EPS, GEOMETRIES, make_geometry
-from .masking import (MaskingConfig, TemporalProjections, attention_scores, branch_patches, branch_positions,
-                      hierarchy_scores, keep_spread, masked_grid, motion_scores, num_keep, restore, sample_keep)
+from .masking import (
+    MaskInfo,
+    MaskingConfig,
+    TemporalProjections,
+    branch_patches,
+    draw_masks,
+    num_keep,
+    patchify,
+    restore,
+)
 from .skeleton import NUM_JOINTS, TRUNK_JOINTS, joint_set
 
-PROTOCOLS = ("linprobe", "finetune")
+HEADS = ("linprobe", "finetune")   # the classifier heads of the downstream protocols
 
 
 @dataclass
@@ -246,28 +254,6 @@ class Encoder(nn.Module):
 
 
 @dataclass
-class MaskInfo:
-    keep: tuple[Tensor, ...]         # per branch [S, k_b] kept flat positions on the TP x V grid
-    mask: Tensor                     # [S, TP, V] bool, True = masked
-    scores: Tensor                   # [S, TP, V] each token's score under its branch's criterion
-    patches: tuple[Tensor, ...]      # per branch: its time-patch indices
-    criteria: tuple[str, ...]        # per branch: hierarchy | attention | motion | random
-    actor_mask: Tensor               # [N, M] which actors are present (rows of S)
-    log_p: Tensor                    # [S, TP, V] float64 log keep-probability of each token within its branch
-
-    def spread(self) -> tuple[Tensor, ...]:
-        """Per branch [S]: max p / min p of the keep distribution (1 = random masking)."""
-        return tuple(keep_spread(self.log_p[:, p].flatten(1)) for p in self.patches)
-
-    def spread_by_criterion(self) -> dict[str, float]:
-        """Mean keep-probability spread over sequences, per criterion (both branches pooled)."""
-        out: dict[str, list[Tensor]] = {}
-        for crit, spread in zip(self.criteria, self.spread()):
-            out.setdefault(crit, []).append(spread)
-        return {crit: torch.cat(v).mean().item() for crit, v in out.items()}
-
-
-@dataclass
 class PretrainOutput:
     loss: Tensor
     loss_rec: Tensor
@@ -280,14 +266,8 @@ class PretrainOutput:
     keep_spread: dict[str, float] = field(default_factory=dict)   # criterion -> mean max p / min p
 
 
-def patchify(x: Tensor, t_patch: int) -> Tensor:
-    """x [S, T, V, C] -> [S, TP, V, t_patch*C]: each token's frames, time-major within the token."""
-    S, T, V, C = x.shape
-    return x.view(S, T // t_patch, t_patch, V, C).permute(0, 1, 3, 2, 4).reshape(S, T // t_patch, V, t_patch * C)
-
-
 class HACM(nn.Module):
-    """Masked motion prediction with cross masking (method.md 1-8)."""
+    """Masked motion prediction with cross masking (docs/method.md)."""
 
     def __init__(self, cfg: ModelConfig, masking: MaskingConfig):
         super().__init__()
@@ -322,57 +302,6 @@ class HACM(nn.Module):
 
     # -- masking ------------------------------------------------------------------------------
 
-    def trunk_embeddings(self, seqs: Tensor) -> tuple[Tensor, Tensor]:
-        """The trunk joints as the hierarchy criterion sees them, as Euclidean embeddings.
-
-        seqs [S, T, 25, C] -> trunk conv embeddings [S, TP, 7, D] (no positional embedding, as the
-        release) and the parent point's embedding [S, TP, D]: their mean in the tangent space at
-        the origin, so its map is a point of the manifold (unlike the release's Euclidean mean of
-        ball points). Measure with `geometry.points`.
-        """
-        trunk = self.encoder.joints_embed(seqs[:, :, self.trunk].to(self.encoder.joints_embed.proj.weight.dtype))  # [S, TP, 7, D]
-        return trunk, trunk.mean(-2)
-
-    @torch.no_grad()
-    def _mask(self, seqs: Tensor, tokens: Tensor, actor_mask: Tensor, generator: torch.Generator | None,
-              mcfg: MaskingConfig) -> MaskInfo:
-        """seqs [S, T, 25, C] and Euclidean token embeddings [S, TP, V, D] -> MaskInfo."""
-        cfg, geometry = self.cfg, self.encoder.geometry
-        with torch.autocast(seqs.device.type, enabled=False):
-            tokens = tokens.to(torch.promote_types(tokens.dtype, torch.float32))     # bf16 -> float32
-            S, TP, V, _ = tokens.shape
-            patches = branch_patches(TP, mcfg.cross_grouping)
-            criteria = mcfg.branch_criteria()
-            scores = tokens.new_zeros(S, TP, V, dtype=torch.float64)
-            if "hierarchy" in criteria:
-                points = geometry.points(tokens)                                     # [S, TP, V, D'] float64
-                parent_point = geometry.points(self.trunk_embeddings(seqs)[1])       # [S, TP, D']
-            if "motion" in criteria:
-                # over the whole grid, then per branch: "since the previous time patch" must not
-                # become "since the previous patch of the branch" under cross grouping
-                motion = motion_scores(patchify(seqs[:, :, self.encoder.joints].float(), cfg.t_patch))  # [S, TP, V]
-            for p, crit in zip(patches, criteria):
-                p = p.to(seqs.device)
-                if crit == "hierarchy":
-                    s = hierarchy_scores(points[:, p], parent_point[:, p], geometry, mcfg.parent_weight)
-                elif crit == "attention":
-                    if self.temporal is None:
-                        raise ConfigError("masking: the attention criterion needs a model built with it "
-                                          "(strategy hacm or temporal_only)")
-                    s = attention_scores(*self.temporal(tokens[:, p]), mcfg.attention)
-                elif crit == "motion":
-                    s = motion[:, p]
-                else:                                  # random: equal scores -> uniform sampling
-                    s = tokens.new_zeros(S, len(p), V)
-                scores[:, p] = s.double()
-            positions = [branch_positions(p, V).to(seqs.device) for p in patches]
-            keep, log_ps = sample_keep([scores.flatten(1)[:, pos] for pos in positions], positions, mcfg, generator)
-            log_p = torch.zeros_like(scores).flatten(1)
-            for pos, lp in zip(positions, log_ps):
-                log_p[:, pos] = lp
-        mask = masked_grid(torch.cat(keep, 1), TP * V).view(S, TP, V)
-        return MaskInfo(keep, mask, scores, patches, criteria, actor_mask, log_p.view(S, TP, V))
-
     @torch.no_grad()
     def masks(self, x: Tensor, generator: torch.Generator | None = None,
               masking: MaskingConfig | None = None) -> MaskInfo:
@@ -380,7 +309,16 @@ class HACM(nn.Module):
         config or another one (the explorer compares criteria on one model)."""
         self.encoder.check_input(x)
         seqs, actor_mask = split_actors(x)
-        return self._mask(seqs, self.encoder.embed(seqs), actor_mask, generator, masking or self.masking)
+        return self._masks(seqs, self.encoder.embed(seqs), actor_mask, generator, masking or self.masking)
+
+    def _masks(self, seqs: Tensor, tokens: Tensor, actor_mask: Tensor, generator: torch.Generator | None,
+               masking: MaskingConfig) -> MaskInfo:
+        # The trunk joints' embeddings (no positional embedding, as the release) define the parent point.
+        embed = self.encoder.joints_embed
+        trunk = embed(seqs[:, :, self.trunk].to(embed.proj.weight.dtype))              # [S, TP, 7, D]
+        return draw_masks(seqs[:, :, self.encoder.joints], tokens.detach(), trunk.detach(), actor_mask, masking,
+                          geometry=self.encoder.geometry, temporal=self.temporal, t_patch=self.cfg.t_patch,
+                          generator=generator)
 
     # -- reconstruction ------------------------------------------------------------------------
 
@@ -410,18 +348,18 @@ class HACM(nn.Module):
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> PretrainOutput:
         """x [N, C, T, 25, M] -> losses and everything needed to inspect them."""
-        enc = self.encoder
-        enc.check_input(x)
+        encoder = self.encoder
+        encoder.check_input(x)
         seqs, actor_mask = split_actors(x)                                           # [S, T, 25, C]
         if seqs.shape[0] == 0:
             raise HacmError("pre-training batch: every actor of every clip is all zeros")
-        tokens = enc.embed(seqs)                                                     # [S, TP, V, D]
-        info = self._mask(seqs, tokens.detach(), actor_mask, generator, self.masking)
-        points = enc.geometry.expmap0(tokens)                                        # [S, TP, V, D]
+        tokens = encoder.embed(seqs)                                                     # [S, TP, V, D]
+        info = self._masks(seqs, tokens, actor_mask, generator, self.masking)
+        points = encoder.geometry.expmap0(tokens)                                        # [S, TP, V, D]
         keep = torch.cat(info.keep, 1)                                               # [S, K]
         S, TP, V, D = points.shape
         visible = points.reshape(S, TP * V, D).gather(1, keep.unsqueeze(-1).expand(-1, -1, D))
-        z = enc.forward_tokens(visible)                                              # [S, K, D]
+        z = encoder.forward_tokens(visible)                                              # [S, K, D]
         pred = self.decode(z, keep)
         target = self.target(seqs)
         mask = info.mask.flatten(1)
@@ -481,8 +419,8 @@ class ActionClassifier(nn.Module):
 
     def __init__(self, cfg: ModelConfig, num_classes: int, protocol: str = "linprobe", head_dropout: float = 0.3):
         super().__init__()
-        if protocol not in PROTOCOLS:
-            raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        if protocol not in HEADS:
+            raise ConfigError(f"protocol: expected one of {', '.join(HEADS)}, got {protocol!r}")
         self.protocol = protocol
         self.encoder = Encoder(cfg)
         if protocol == "linprobe":
@@ -511,70 +449,3 @@ class ActionClassifier(nn.Module):
         if self.protocol == "linprobe":
             return self.head(self.features(x))
         return self.head(*self._encode(x))
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints of the original code and layer-wise lr decay
-
-
-def encoder_layer_id(name: str, depth: int) -> int:
-    """Layer index for layer-wise lr decay: embeddings 0, blocks.i -> i + 1, everything else depth + 1."""
-    name = name.removeprefix("module.").removeprefix("encoder.")
-    if name.startswith(("joints_embed", "temp_embed", "pos_embed")):
-        return 0
-    if name.startswith("blocks."):
-        return int(name.split(".")[1]) + 1
-    return depth + 1
-
-
-@dataclass
-class LoadReport:
-    loaded: list[str]
-    missing: list[str]                # encoder keys the checkpoint does not have (left at init)
-    unexpected: list[str]             # checkpoint keys the encoder does not have (e.g. a head)
-    ignored: list[str]                # decoder_* / mask_token keys of pre-training checkpoints
-    interpolated: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]   # key -> (checkpoint, encoder) shape
-
-
-def load_mamp_state_dict(encoder: Encoder, state_dict: dict) -> LoadReport:
-    """Load a MAMP / HA-CM release state dict (`ckpt["model"]` or bare) into `encoder`.
-
-    temp_embed is interpolated linearly along time when the number of time patches differs; a
-    25-joint pos_embed is reduced to the token joints for a pruned encoder. Any other shape
-    mismatch raises HacmError naming the key: a tensor of another shape belongs to another
-    architecture, and silently leaving it at init would make a partly random encoder.
-    """
-    if isinstance(state_dict, dict) and isinstance(state_dict.get("model"), dict):
-        state_dict = state_dict["model"]
-    own = encoder.state_dict()
-    src, ignored, interpolated = {}, [], {}
-    for key, value in state_dict.items():
-        key = key.removeprefix("module.")
-        if key.startswith(("decoder_", "mask_token")):
-            ignored.append(key)
-        else:
-            src[key] = value
-    unexpected = sorted(k for k in src if k not in own)
-    accepted = {}
-    for key in own:
-        if key not in src:
-            continue
-        value, want = src[key], own[key].shape
-        if value.shape != want:
-            if key == "temp_embed" and value.dim() == 4 and value.shape[0::2] == want[0::2] \
-                    and value.shape[3] == want[3]:
-                seq = value.permute(0, 3, 1, 2).flatten(2).float()                  # [1, D, TP_src]
-                seq = F.interpolate(seq, size=want[1], mode="linear", align_corners=False)
-                value = seq.view(1, want[3], want[1], 1).permute(0, 2, 3, 1).to(own[key].dtype)
-                interpolated[key] = (tuple(src[key].shape), tuple(want))
-            elif key == "pos_embed" and value.dim() == 4 and value.shape[2] == NUM_JOINTS \
-                    and value.shape[3] == want[3]:
-                value = value[:, :, encoder.joints.cpu()]
-                interpolated[key] = (tuple(src[key].shape), tuple(want))
-            else:
-                raise HacmError(f"checkpoint key {key!r}: shape {list(value.shape)} does not match the "
-                                f"encoder's {list(want)} (check num_frames, t_patch, prune, dim)")
-        accepted[key] = value
-    encoder.load_state_dict(accepted, strict=False)
-    missing = sorted(k for k in own if k not in accepted)
-    return LoadReport(sorted(accepted), missing, unexpected, sorted(ignored), interpolated)

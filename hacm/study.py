@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from hacm import stats, train
 from hacm.config import RunConfig, load_config, to_dict
 from hacm.errors import HacmError
-from hacm.evaluate import finished_run, load_run
+from hacm.rundir import finished, load_run
 
 # "semi" is fine-tuning on a labelled subset: its config sets data.subset_fraction
 EVAL_PROTOCOLS = ("knn", "linprobe", "finetune", "semi")
@@ -161,7 +161,7 @@ class _Plan:
 
 
 def _train_if_needed(cfg: RunConfig, run_dir: Path) -> None:
-    if not finished_run(run_dir, cfg):
+    if not finished(run_dir, cfg):
         train.run(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").is_file())
 
 

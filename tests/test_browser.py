@@ -1,4 +1,4 @@
-"""Real-browser checks in Debian chromium through Playwright (recipe: spec/toolchain.md).
+"""Real-browser checks in Debian chromium through Playwright (Playwright driving /usr/bin/chromium, never a downloaded browser).
 
 1. The explorer notebook in JupyterLab: run all cells, move the mask-ratio and sample sliders,
    the Poincaré disk and the token grid must change, with no browser console errors.

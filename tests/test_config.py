@@ -14,13 +14,11 @@ from hacm.config import (PACKAGE_CONFIG_DIR, apply_overrides, from_dict, load_co
 from hacm.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-# Locally /work/shared/upstream-configs; in CI the shared folder sits beside the repository.
-UPSTREAM = next((p for p in (REPO.parent / "shared" / "upstream-configs", Path("/work/shared/upstream-configs"))
-                 if p.is_dir()), None)
-UPSTREAM_FILES = sorted(UPSTREAM.rglob("*.yaml")) if UPSTREAM else []
 SHIPPED = sorted(PACKAGE_CONFIG_DIR.glob("*.yaml"))
-# A few of the authors' files, vendored (see the README there), so these checks run everywhere.
+# Every config the authors published, vendored (see the README there).
 VENDORED = Path(__file__).parent / "data" / "upstream"
+UPSTREAM = VENDORED
+UPSTREAM_FILES = sorted(UPSTREAM.rglob("*.yaml"))
 
 
 def _write(tmp_path, text: str, name: str = "c.yaml") -> Path:
@@ -29,7 +27,6 @@ def _write(tmp_path, text: str, name: str = "c.yaml") -> Path:
     return p
 
 
-@pytest.mark.skipif(UPSTREAM is None, reason="shared/upstream-configs is not present")
 @pytest.mark.parametrize("path", UPSTREAM_FILES, ids=lambda p: str(p.relative_to(UPSTREAM)))
 def test_every_authors_config_loads(path):
     notes: list[str] = []
@@ -146,8 +143,6 @@ def test_shipped_mamp_and_mae_configs_are_mamps(name, bench):
 
 
 def test_authors_values_are_mapped():
-    if UPSTREAM is None:
-        pytest.skip("shared/upstream-configs is not present")
     notes: list[str] = []
     cfg = load_config(UPSTREAM / "hacm" / "ntu60_xsub_joint" / "pretrain_hacm.yaml", notes=notes)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.min_lr) == (500, 64, 1e-3, 5e-4)
@@ -227,8 +222,6 @@ def test_bad_values_name_the_key_and_what_is_allowed(tmp_path, text, message):
     (("window_size: 72", "window_size: 64"), "train_feeder_args.window_size 64 differs from model_args.num_frames 72"),
 ])
 def test_authors_keys_hacm_cannot_honour(tmp_path, change, message):
-    if UPSTREAM is None:
-        pytest.skip("shared/upstream-configs is not present")
     text = (UPSTREAM / "hacm" / "ntu60_xsub_joint" / "pretrain_hacm.yaml").read_text()
     assert change[0] in text
     with pytest.raises(ConfigError) as err:

@@ -11,7 +11,7 @@ import torch
 from hacm import checkpoint as ckpt
 from hacm import train
 from hacm.config import to_yaml
-from hacm.evaluate import read_metrics
+from hacm.rundir import read_metrics
 from test_train import make_toy_store, toy_config
 
 

@@ -7,15 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_train import make_toy_store, toy_config
 
-from hacm import checkpoint as ckpt
+from hacm import checkpoint, rundir, train
 from hacm import evaluate as ev
-from hacm import train
 from hacm.cli import main
+from hacm.config import replace as config_replace
 from hacm.config import to_yaml
+from hacm.datasets import make_dataset
 from hacm.errors import HacmError
 from hacm.model import Encoder
-from test_train import make_toy_store, toy_config
 
 
 def brute_force_knn(train_feats, train_labels, test_feats, k: int, temperature: float, num_classes: int):
@@ -101,14 +102,14 @@ def test_accuracy_confusion_and_per_class():
 def test_features_from_a_run_directory(runs):
     store, root = runs
     cfg = toy_config(store.path)
-    test_set = train.make_dataset(cfg, store, "test", augment=False)
+    test_set = make_dataset(cfg, store, "test", augment=False)
     feats, labels = ev.extract_features(root / "pt", test_set, batch_size=7)
     assert feats.shape == (len(test_set), cfg.model.dim) and feats.dtype == np.float32
     assert np.array_equal(labels, test_set.labels)
-    model = ev.model_from_checkpoint(root / "pt")
+    model = checkpoint.load_model(root / "pt")
     again, _ = ev.extract_features(model, test_set, batch_size=32)
     np.testing.assert_allclose(feats, again, rtol=1e-5, atol=1e-6)   # batch size does not matter
-    classifier = ev.new_model(toy_config(store.path, "linprobe"), store.num_classes)
+    classifier = checkpoint.build_model(toy_config(store.path, "linprobe"), store.num_classes)
     classifier.encoder.load_state_dict(model.encoder.state_dict())
     x = torch.stack([test_set[i][0] for i in range(4)])
     with torch.no_grad():
@@ -117,19 +118,19 @@ def test_features_from_a_run_directory(runs):
 
 def test_load_run_and_confusion_matrix(runs):
     store, root = runs
-    run = ev.load_run(root / "ft")
+    run = rundir.load_run(root / "ft")
     assert run.config.protocol == "finetune" and run.config.train.pretrained == str(root / "pt")
     assert {"last", "best"} <= set(run.checkpoints)
     assert len(run.rows("epoch")) == 1 and "test_acc" in run.rows("epoch")[0]
     assert run.summary["best_test_acc"] == run.rows("epoch")[0]["test_acc"]
-    test_set = train.make_dataset(run.config, store, "test", augment=False)
+    test_set = make_dataset(run.config, store, "test", augment=False)
     cm, names = ev.confusion_matrix(root / "ft", test_set)
     assert cm.shape == (6, 6) and cm.sum() == len(test_set) and names == store.class_names
     assert np.trace(cm) / cm.sum() == pytest.approx(run.summary["best_test_acc"])
     with pytest.raises(HacmError, match="predict needs a classifier"):
         ev.predict(root / "pt", test_set)
     with pytest.raises(HacmError, match="not a hacm run directory"):
-        ev.load_run(root)
+        rundir.load_run(root)
 
 
 def test_mamp_checkpoint_import_through_the_cli(runs, tmp_path):
@@ -145,22 +146,22 @@ def test_mamp_checkpoint_import_through_the_cli(runs, tmp_path):
                tmp_path / "mamp.pth")
 
     target = Encoder(cfg.model)
-    report = ckpt.load_pretrained_encoder(target, tmp_path / "mamp.pth", cfg.model)
+    report = checkpoint.load_pretrained_encoder(target, tmp_path / "mamp.pth", cfg.model)
     assert report.ignored == ["decoder_pred.weight", "mask_token"] and report.unexpected == ["head.fc.weight"]
     for k, v in source.state_dict().items():
         assert torch.equal(target.state_dict()[k], v), k
-    assert "ignored 2 decoder" in ckpt.describe_load(report, "mamp.pth")
+    assert "ignored 2 decoder" in checkpoint.describe_load(report, "mamp.pth")
 
     cfg_file = tmp_path / "knn.yaml"
     cfg_file.write_text(to_yaml(cfg))
     assert main(["knn", "--config", str(cfg_file), "--set", f"train.pretrained={tmp_path / 'mamp.pth'}",
                  "--out", str(tmp_path / "knn")]) == 0
-    summary = ev.load_run(tmp_path / "knn").summary
+    summary = rundir.load_run(tmp_path / "knn").summary
     assert summary["pretrained"] == str(tmp_path / "mamp.pth")
     # The accuracies are those of the imported encoder's features under a brute-force kNN. (Equal,
     # not approximately: they count clips, and the float32 kNN agrees with the float64 reference
     # unless two similarities or two vote totals tie to 1e-7, which these features do not.)
-    feats = {part: ev.extract_features(source, train.make_dataset(cfg, store, part, augment=False),
+    feats = {part: ev.extract_features(source, make_dataset(cfg, store, part, augment=False),
                                        batch_size=cfg.train.batch_size) for part in ("train", "test")}
     preds = ev.knn_predict(*feats["train"], feats["test"][0], k=cfg.knn.k, temperature=cfg.knn.temperature,
                            num_classes=store.num_classes)
@@ -173,14 +174,14 @@ def test_mamp_checkpoint_import_through_the_cli(runs, tmp_path):
     del state[next(k for k in state if k.endswith("blocks.1.mlp.fc2.weight"))]
     torch.save({"model": state}, tmp_path / "partial.pth")
     with pytest.raises(HacmError, match="no value for encoder tensors blocks.1.mlp.fc2.weight"):
-        ckpt.load_pretrained_encoder(Encoder(cfg.model), tmp_path / "partial.pth")
+        checkpoint.load_pretrained_encoder(Encoder(cfg.model), tmp_path / "partial.pth")
 
 
 def test_pretrained_encoder_must_match_the_architecture(runs):
     store, root = runs
     euclid = toy_config(store.path, "linprobe", model={"geometry": "euclidean"})
     with pytest.raises(HacmError, match="geometry: checkpoint 'poincare', run 'euclidean'"):
-        ckpt.load_pretrained_encoder(Encoder(euclid.model), root / "pt", euclid.model)
+        checkpoint.load_pretrained_encoder(Encoder(euclid.model), root / "pt", euclid.model)
     wider = toy_config(store.path, "linprobe", model={"dim": 64, "decoder_dim": 64})
     with pytest.raises(HacmError, match="dim: checkpoint 32, run 64"):
-        train.linear_probe(train.config_replace(wider, train={"pretrained": str(root / "pt")}), root / "lp_wide")
+        train.linear_probe(config_replace(wider, train={"pretrained": str(root / "pt")}), root / "lp_wide")

@@ -7,17 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hacm.checkpoint import load_pretrained_encoder
+from hacm.checkpoint import load_mamp_state_dict, load_pretrained_encoder
 from hacm.errors import HacmError
 from hacm.geometry import RELEASE_BALL_EPS
-from hacm.model import Encoder, ModelConfig, load_mamp_state_dict
+from hacm.model import Encoder, ModelConfig
 from hacm.skeleton import TOKEN_JOINTS
 
 CFG = ModelConfig(num_frames=12, t_patch=3, prune=False, dim=32, depth=2, heads=4, geometry="euclidean")
 
 
 def mamp_state_dict(cfg, tp=None, joints=25, seed=0):
-    """Random tensors under the exact key names and shapes of method.md section 11."""
+    """Random tensors under the exact key names and shapes of MAMP's released checkpoints (docs/differences.md)."""
     g = torch.Generator().manual_seed(seed)
     D, H = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
     r = lambda *s: torch.randn(*s, generator=g) * 0.1   # noqa: E731

@@ -17,7 +17,7 @@ from hacm.config import load_config
 from hacm.data.convert import convert_ntu
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.synth import write_synthetic
-from hacm.evaluate import load_run
+from hacm.rundir import load_run
 from hacm.masking import MaskingConfig
 
 SEED = 0

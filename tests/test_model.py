@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from hacm.errors import ConfigError, HacmError
-from hacm.masking import MaskingConfig, motion_scores, num_keep
-from hacm.model import HACM, ActionClassifier, Encoder, ModelConfig, encoder_layer_id, patchify
+from hacm.masking import MaskingConfig, motion_scores, num_keep, patchify
+from hacm.model import HACM, ActionClassifier, Encoder, ModelConfig
+from hacm.optim import encoder_layer_id
 from hacm.skeleton import TOKEN_JOINTS
 
 TINY = ModelConfig(num_frames=12, t_patch=3, dim=32, depth=2, heads=4, decoder_dim=32, decoder_depth=2)

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 from papermill.translators import PythonTranslator
+from test_evaluate import brute_force_knn
 
 from hacm import evaluate as ev
-from hacm import train
+from hacm import rundir
 from hacm.data.store import Store
+from hacm.datasets import make_dataset
 from hacm.report import notebook_parameters
-from test_evaluate import brute_force_knn
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -93,13 +94,13 @@ def test_data_overview(data_dir):
 
 def test_pretrain(pretrained):
     out, summary = pretrained
-    run = ev.load_run(out / "run")
+    run = rundir.load_run(out / "run")
     assert summary["epochs"] == 1 and math.isfinite(summary["final_loss"])
     assert summary["final_loss"] == run.summary["loss"] == run.rows("epoch")[-1]["loss"]
     # masked_mse is the reconstruction loss of test clip 0 (the notebook's `sample`) under the run's
     # seed, recomputed here by the model's own loss; rel 1e-5: the two sum the same float32 squares
     # in another order (and perhaps under another thread count).
-    test = train.make_dataset(run.config, Store.open(run.config.data.store), "test", augment=False)
+    test = make_dataset(run.config, Store.open(run.config.data.store), "test", augment=False)
     with torch.no_grad():
         rec = run.load_model()(test[0][0][None], generator=torch.Generator().manual_seed(run.config.train.seed))
     assert summary["masked_mse"] == pytest.approx(rec.loss_rec.item(), rel=1e-5)
@@ -124,16 +125,16 @@ def test_evaluate(evaluated):
     # checkpoint's predictions (the loop's batches; ties broken as the loop does, first of top-k),
     # kNN's from the pre-trained encoder's features under a brute-force kNN.
     for p in ("linprobe", "semi"):
-        run = ev.load_run(out / p)
-        test = train.make_dataset(run.config, Store.open(run.config.data.store), "test", augment=False)
+        run = rundir.load_run(out / p)
+        test = make_dataset(run.config, Store.open(run.config.data.store), "test", augment=False)
         logits, labels = ev.predict(out / p, test, batch_size=run.config.train.batch_size)
         first = torch.from_numpy(logits).topk(min(5, logits.shape[1]), dim=1).indices[:, 0].numpy()
         assert len(labels) == CLIPS // 3 and summary[f"{p}_test_acc"] == np.mean(first == labels), p
         # and they are the run's own per-clip predictions
-        np.testing.assert_array_equal(ev.read_predictions(out / p)["pred"], first)
-    cfg = ev.load_run(out / "knn").config
+        np.testing.assert_array_equal(rundir.read_predictions(out / p)["pred"], first)
+    cfg = rundir.load_run(out / "knn").config
     store = Store.open(cfg.data.store)
-    feats = {part: ev.extract_features(cfg.train.pretrained, train.make_dataset(cfg, store, part, augment=False),
+    feats = {part: ev.extract_features(cfg.train.pretrained, make_dataset(cfg, store, part, augment=False),
                                        batch_size=cfg.train.batch_size) for part in ("train", "test")}
     for k in (3, 1):
         pred = brute_force_knn(*feats["train"], feats["test"][0], k, cfg.knn.temperature, store.num_classes)
@@ -181,7 +182,7 @@ def test_methods_compare_with_seeds_and_statistics(tmp_path, store):
     for metric, (protocol, name) in key.items():
         accs = []
         for seed in (0, 1):
-            pred = ev.read_predictions(tmp_path / "runs" / "ha-cm" / f"seed{seed}" / protocol)
+            pred = rundir.read_predictions(tmp_path / "runs" / "ha-cm" / f"seed{seed}" / protocol)
             accs.append(np.mean(pred[name] == pred["labels"]))
         assert summary[f"HA-CM: {metric} (%)"] == round(100 * np.mean(accs), 1)
     for fig in ("methods_linprobe", "methods_knn3", "methods_knn1"):

@@ -6,13 +6,14 @@ import math
 
 import pytest
 import torch
+from test_train import make_toy_store, toy_config
 
 from hacm import checkpoint as ckpt
 from hacm import model as hacm_model
 from hacm import train
+from hacm.config import replace as config_replace
 from hacm.errors import HacmError
-from hacm.evaluate import read_metrics
-from test_train import make_toy_store, toy_config
+from hacm.rundir import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +71,10 @@ def test_resume_refuses_a_changed_config_and_a_missing_checkpoint(toy_store, tmp
     with pytest.raises(HacmError, match="no such checkpoint"):
         train.pretrain(cfg, tmp_path / "none", resume=True)
     train.pretrain(cfg, tmp_path / "run")
-    changed = train.config_replace(cfg, masking={"mask_ratio": 0.5})
+    changed = config_replace(cfg, masking={"mask_ratio": 0.5})
     with pytest.raises(HacmError, match="masking.mask_ratio"):
         train.pretrain(changed, tmp_path / "run", resume=True)
-    longer = train.config_replace(cfg, train={"epochs": 2})        # extending a run is allowed
+    longer = config_replace(cfg, train={"epochs": 2})        # extending a run is allowed
     assert train.pretrain(longer, tmp_path / "run", resume=True)["epochs"] == 2
 
 

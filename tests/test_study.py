@@ -7,7 +7,7 @@ import pytest
 
 from hacm.config import to_yaml
 from hacm.errors import HacmError
-from hacm.evaluate import load_run, read_predictions
+from hacm.rundir import load_run, read_predictions
 from hacm.study import run_study, slug
 from test_train import make_toy_store, toy_config
 

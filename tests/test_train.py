@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from hacm import train
+from hacm import optim, train
+from hacm.checkpoint import build_model
 from hacm.config import from_dict
 from hacm.data.store import SampleRecord, Store, StoreWriter
+from hacm.datasets import make_dataset
 from hacm.errors import ConfigError, HacmError
-from hacm.evaluate import load_run, predict
+from hacm.evaluate import predict
+from hacm.rundir import load_run
 from hacm.skeleton import NUM_JOINTS
 
 # Body parts that move in the toy classes (NTU joint indices).
@@ -78,19 +81,19 @@ def toy_store(tmp_path_factory):
 def test_lr_schedule_warmup_then_half_cosine(toy_store):
     cfg = toy_config(toy_store.path, train={"epochs": 10, "warmup_epochs": 2, "lr": 1e-3, "min_lr": 5e-4})
     steps = 5
-    assert train.lr_at(0, steps, cfg) == 0.0
-    assert train.lr_at(5, steps, cfg) == pytest.approx(5e-4)          # halfway through warmup
-    assert train.lr_at(10, steps, cfg) == pytest.approx(1e-3)         # peak
-    assert train.lr_at(30, steps, cfg) == pytest.approx(7.5e-4)       # half of the cosine
-    assert train.lr_at(50, steps, cfg) == pytest.approx(5e-4)         # end
-    lrs = [train.lr_at(s, steps, cfg) for s in range(10, 51)]
+    assert optim.lr_at(0, steps, cfg) == 0.0
+    assert optim.lr_at(5, steps, cfg) == pytest.approx(5e-4)          # halfway through warmup
+    assert optim.lr_at(10, steps, cfg) == pytest.approx(1e-3)         # peak
+    assert optim.lr_at(30, steps, cfg) == pytest.approx(7.5e-4)       # half of the cosine
+    assert optim.lr_at(50, steps, cfg) == pytest.approx(5e-4)         # end
+    lrs = [optim.lr_at(s, steps, cfg) for s in range(10, 51)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
 def test_weight_decay_and_layer_decay_groups(toy_store):
     cfg = toy_config(toy_store.path, "finetune", train={"layer_decay": 0.5, "weight_decay": 0.05})
-    model = train.new_model(cfg, 6)
-    groups = train.param_groups(model, cfg)
+    model = build_model(cfg, 6)
+    groups = optim.param_groups(model, cfg)
     by_param = {id(p): g for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
     for name in ("encoder.blocks.0.norm1.weight", "encoder.blocks.1.attn.qkv.bias", "head.fc1.bias",
@@ -114,8 +117,8 @@ def test_weight_decay_follows_mamp_every_matrix_and_embedding(toy_store, protoco
     # MAMP (timm add_weight_decay in pre-training, param_groups_lrd in fine-tuning) decays every
     # tensor of two or more dimensions: the embeddings and the mask token too, no bias, no norm.
     cfg = toy_config(toy_store.path, protocol, train={"weight_decay": 0.05})
-    model = train.new_model(cfg, 6)
-    decay = {id(p): g["weight_decay"] for g in train.param_groups(model, cfg) for p in g["params"]}
+    model = build_model(cfg, 6)
+    decay = {id(p): g["weight_decay"] for g in optim.param_groups(model, cfg) for p in g["params"]}
     decayed = {name for name, p in model.named_parameters() if decay[id(p)] == 0.05}
     assert all(decay[id(p)] == 0.0 for name, p in model.named_parameters() if name not in decayed)
     expected = {"encoder.joints_embed.proj.weight", "encoder.temp_embed", "encoder.pos_embed"}
@@ -143,7 +146,7 @@ def test_pretrain_lowers_the_loss_and_writes_the_run_directory(toy_store, tmp_pa
     steps = run.rows("step")
     # every 2nd step of 6 epochs of 6 steps (48 clips, batch 8), at the lr the schedule gave that step
     assert [r["step"] for r in steps] == list(range(2, 37, 2)) and all(math.isfinite(r["loss"]) for r in steps)
-    assert [r["lr"] for r in steps] == [train.lr_at(r["step"] - 1, 6, cfg) for r in steps]   # JSON keeps floats
+    assert [r["lr"] for r in steps] == [optim.lr_at(r["step"] - 1, 6, cfg) for r in steps]   # JSON keeps floats
     # clips / seconds * seconds: two roundings off the clip count
     assert all(r["clips_per_s"] * r["seconds"] == pytest.approx(48, rel=1e-12) for r in run.rows("epoch"))
     assert json.loads((tmp_path / "pt" / "summary.json").read_text())["epochs"] == 6
@@ -160,7 +163,7 @@ def test_semi_supervised_subset_and_bf16(toy_store, tmp_path):
     # test_acc is the accuracy of the saved model's predictions on the test part, recomputed here
     # with the same batches under bf16; ties between bf16 logits are broken as the loop breaks them
     # (first of top-k).
-    test_set = train.make_dataset(cfg, Store.open(cfg.data.store), "test", augment=False)
+    test_set = make_dataset(cfg, Store.open(cfg.data.store), "test", augment=False)
     logits, labels = predict(tmp_path / "semi", test_set, batch_size=4, amp="bf16")
     first = torch.from_numpy(logits).topk(min(5, logits.shape[1]), dim=1).indices[:, 0].numpy()
     assert len(labels) == 24 and summary["test_acc"] == pytest.approx(np.mean(first == labels), abs=1e-12)

@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from hacm.errors import FormatError, HacmError
-from hacm.evaluate import read_metrics
+from hacm.rundir import read_metrics
 from hacm.geometry import make_geometry
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS
 from hacm.viz import export, poincare, skeleton, tokens, training

@@ -27,7 +27,7 @@ from hacm.skeleton import NUM_JOINTS
 
 MAX_FRAMES = 300
 FRAME_FIELDS = 2 * NUM_JOINTS * 3     # 150
-PROTOCOLS = {"xsub": "cross_subject", "xview": "cross_view"}
+SPLIT_FILES = {"xsub": "cross_subject", "xview": "cross_view"}
 CAMERAS = {"L": 1, "M": 2, "R": 3}    # video "0002-L": the view letter
 
 
@@ -159,7 +159,7 @@ def convert_pku(raw_dir, out_dir, phase: int, *, workers: int | None = None, all
         raise HacmError(f"{skeleton_dir}: no <video>.txt skeleton files")
     suffix = "_v2" if phase == 2 else ""
     split_videos = {proto: read_pku_split(_find_split_file(raw_dir, stem + suffix))
-                    for proto, stem in PROTOCOLS.items()}
+                    for proto, stem in SPLIT_FILES.items()}
     workers = max(1, int(workers or os.cpu_count() or 1))
 
     rows: list[dict] = []

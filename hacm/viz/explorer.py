@@ -21,7 +21,7 @@ re-samples the masks (a Gumbel top-k over a few hundred scores) and redraws.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
 
@@ -29,24 +29,22 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from hacm.checkpoint import find_checkpoint, load_checkpoint, load_pretrained_encoder
-from hacm.config import from_dict
+from hacm.checkpoint import load_for_masks
+from hacm.config import DataConfig
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.store import Store
 from hacm.errors import HacmError
-from hacm.geometry import RELEASE_BALL_EPS
-from hacm.masking import NORMALISATIONS, STRATEGIES, MaskingConfig, keep_log_probs, keep_spread
-from hacm.model import HACM, MaskInfo, ModelConfig, split_actors
+from hacm.geometry import GEOMETRIES, RELEASE_BALL_EPS
+from hacm.masking import NORMALISATIONS, STRATEGIES, MaskInfo, MaskingConfig, keep_log_probs, keep_spread
+from hacm.model import HACM, ModelConfig, split_actors
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, TRUNK_JOINTS, joint_set
 from hacm.viz.poincare import disk_layout, pca_basis, poincare_disk_figure, radius_figure
 from hacm.viz.skeleton import skeleton_figure
 from hacm.viz.tokens import TokenPanel, keep_spread_figure, token_grid_figure
 
-GEOMETRY_CHOICES = ("poincare", "euclidean")
 # One token-grid panel per criterion, as the single-criterion strategy that uses it.
 CRITERION_PANELS = (("spatial_only", "hierarchy (spatial criterion)"), ("temporal_only", "attention (temporal criterion)"),
                     ("motion", "motion (MAMP)"), ("random", "random (MAE)"))
-EVAL_CROP = (0.95,)   # MAMP's test-time centred crop ratio
 TRUNK_STATUS, PARENT_STATUS = "trunk joint (not a token)", "trunk parent point"
 
 
@@ -98,16 +96,6 @@ def _branch_name(strategy: str, criterion: str) -> str:
     return {"attention": "temporal", "hierarchy": "spatial"}[criterion]
 
 
-def _read_checkpoint(path) -> tuple[Path, dict | None]:
-    """(checkpoint file, hacm checkpoint dict) for a file or run directory; None for an original
-    MAMP / HA-CM release file, which holds encoder weights only (read by load_pretrained_encoder)."""
-    path = find_checkpoint(path)
-    try:
-        return path, load_checkpoint(path)
-    except HacmError:
-        return path, None
-
-
 class MaskExplorer:
     """Interactive and batch views of HA-CM masks on clips of `store`.
 
@@ -141,7 +129,7 @@ class MaskExplorer:
     def _dataset(self, num_frames: int) -> SkeletonDataset:
         if num_frames not in self._datasets:
             self._datasets[num_frames] = SkeletonDataset(self.store, self.benchmark, self.part, window_size=num_frames,
-                                                         p_interval=EVAL_CROP)
+                                                         p_interval=DataConfig().p_interval_test)
         return self._datasets[num_frames]
 
     @property
@@ -155,24 +143,7 @@ class MaskExplorer:
             return self._models[key]
         if checkpoint not in self.checkpoints:
             raise HacmError(f"MaskExplorer: unknown checkpoint {checkpoint!r}; choose from {list(self.checkpoints)}")
-        path, ckpt = _read_checkpoint(self.checkpoints[checkpoint]) if self.checkpoints[checkpoint] else (None, None)
-        # A hacm checkpoint carries its run's config; the geometry is the explorer's to choose
-        # (it has no parameters, so the same weights can be looked at in either space).
-        cfg = from_dict(ckpt["config"]).model if ckpt is not None else self.model_config
-        cfg = replace(cfg, geometry=geometry)
-        # Built with the hacm strategy so every criterion (attention needs its frozen projections)
-        # can be evaluated; the masking config itself is chosen per draw.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)   # the untrained model is the same in every session
-            model = HACM(cfg, MaskingConfig(strategy="hacm")).eval()
-        if path is not None:
-            load_pretrained_encoder(model.encoder, path)   # every encoder tensor, or HacmError
-            # The temporal criterion's frozen projections come from a hacm pre-training checkpoint
-            # when it has them (then the masks are the ones training drew); else they stay seed-0.
-            saved = ckpt["model"] if ckpt is not None else {}
-            for name, buf in (model.temporal.named_buffers() if model.temporal is not None else ()):
-                if f"temporal.{name}" in saved:
-                    buf.copy_(saved[f"temporal.{name}"])
+        model = load_for_masks(self.checkpoints[checkpoint], self.model_config, geometry=geometry)
         self._models[key] = model
         return model
 
@@ -188,19 +159,19 @@ class MaskExplorer:
         if key in self._encoded:
             return self._encoded[key]
         model = self.model(checkpoint, geometry)
-        enc, cfg = model.encoder, model.cfg
+        encoder, cfg = model.encoder, model.cfg
         x, _ = self.clip(sample, cfg.num_frames)
         seqs, _ = split_actors(x)                                                    # [S, T, 25, C]
         if seqs.shape[0] == 0:
             raise HacmError(f"MaskExplorer: sample {sample} has no non-zero actor")
         a = min(self.actor, seqs.shape[0] - 1)
-        geometry = enc.geometry
-        tokens = enc.embed(seqs)[a]                                                  # [TP, V, D]
-        trunk, parent = (t[a] for t in model.trunk_embeddings(seqs))                # [TP, 7, D], [TP, D]
+        geometry = encoder.geometry
+        info = model.masks(x)                          # the embeddings the masks are drawn from
+        tokens, trunk = info.tokens[a], info.trunk[a]                                # [TP, V, D], [TP, 7, D]
         token_joints = list(joint_set(cfg.prune))
         extra = [j for j in TRUNK_JOINTS if j not in token_joints]
         extra_emb = trunk[:, [TRUNK_JOINTS.index(j) for j in extra]]                # [TP, E, D]
-        nodes_emb = torch.cat([tokens, extra_emb, parent.unsqueeze(1)], 1)          # [TP, n, D]
+        nodes_emb = torch.cat([tokens, extra_emb, trunk.mean(1, keepdim=True)], 1)  # [TP, n, D]
         TP, n, D = nodes_emb.shape
         flat = nodes_emb.reshape(TP * n, D)
         dist0 = geometry.dist0(geometry.points(flat))                               # [TP*n] float64, exact
@@ -237,8 +208,8 @@ class MaskExplorer:
             raise HacmError(f"MaskExplorer: strategy must be one of {STRATEGIES}, got {p.strategy!r}")
         if p.normalise and p.normalise not in NORMALISATIONS:
             raise HacmError(f"MaskExplorer: normalise must be one of {NORMALISATIONS} (or empty), got {p.normalise!r}")
-        if p.geometry not in GEOMETRY_CHOICES:
-            raise HacmError(f"MaskExplorer: geometry must be one of {GEOMETRY_CHOICES}, got {p.geometry!r}")
+        if p.geometry not in GEOMETRIES:
+            raise HacmError(f"MaskExplorer: geometry must be one of {GEOMETRIES}, got {p.geometry!r}")
         TP = self.model(p.checkpoint, p.geometry).cfg.num_patches
         if not 0 <= p.time_patch < TP:
             raise HacmError(f"MaskExplorer: time_patch {p.time_patch} out of range (0..{TP - 1})")
@@ -255,21 +226,19 @@ class MaskExplorer:
 
     def figures(self, params: ExplorerParams) -> tuple[dict[str, go.Figure], str]:
         """The views for resolved params, and the spread text."""
-        enc = self.encoded(params.sample, params.checkpoint, params.geometry)
+        clip = self.encoded(params.sample, params.checkpoint, params.geometry)
         model = self.model(params.checkpoint, params.geometry)
         t_patch, t = model.cfg.t_patch, params.time_patch
         info = self.masks(params)
         a = min(self.actor, info.scores.shape[0] - 1)
         mask, scores = info.mask[a].numpy(), info.scores[a].numpy()                 # [TP, V]
         tokens = list(joint_set(model.cfg.prune))
-        patch_branch = np.zeros(mask.shape[0], dtype=int)
-        for b, patches in enumerate(info.patches):
-            patch_branch[patches.numpy()] = b
+        patch_branch = info.patch_branch.numpy()                                     # [TP]
         branch = _branch_name(params.strategy, info.criteria[patch_branch[t]])
 
         # Status of every node of the disk and every joint of the skeleton at time patch t.
         status, node_scores = [], []
-        for j in enc.nodes:
+        for j in clip.nodes:
             if j in tokens:
                 v = tokens.index(j)
                 status.append(f"{branch} {'masked' if mask[t, v] else 'kept'}")
@@ -278,22 +247,22 @@ class MaskExplorer:
                 status.append(PARENT_STATUS if j < 0 else TRUNK_STATUS)
                 node_scores.append(np.nan)
         order = [f"{branch} kept", f"{branch} masked", TRUNK_STATUS, PARENT_STATUS]
-        index = {j: i for i, j in enumerate(enc.nodes)}
+        index = {j: i for i, j in enumerate(clip.nodes)}
         edges = [(index[j], index[PARENTS[j]]) for j in range(NUM_JOINTS) if PARENTS[j] >= 0]
-        labels = [JOINT_NAMES[j] if j >= 0 else "parent point (trunk mean)" for j in enc.nodes]
+        labels = [JOINT_NAMES[j] if j >= 0 else "parent point (trunk mean)" for j in clip.nodes]
         ds = self._dataset(model.cfg.num_frames)
         store_index = int(ds.sample_indices[params.sample])
         clip_name = f"{self.store.names[store_index]} ({self.store.class_names[self.store.labels[store_index]]})"
         crit = info.criteria[patch_branch[t]]
         where = "Poincaré disk" if params.geometry == "poincare" else "Euclidean plane"
         disk = poincare_disk_figure(
-            enc.layout[t], labels, status=status, status_order=order, edges=edges, dist0=enc.dist0[t],
+            clip.layout[t], labels, status=status, status_order=order, edges=edges, dist0=clip.dist0[t],
             scores=node_scores, geometry=params.geometry,
             title=f"{where}: {clip_name}<br><sup>time patch {t}, {branch} branch ({crit}), model: {params.checkpoint}</sup>")
 
         joint_status = [status[index[j]] for j in range(NUM_JOINTS)]
         frame = t * t_patch + t_patch // 2
-        skel = skeleton_figure(enc.frames, joint_status, animate=False, frame=frame, status_order=order,
+        skel = skeleton_figure(clip.frames, joint_status, animate=False, frame=frame, status_order=order,
                                title=f"{clip_name}<br><sup>frame {frame} (middle of time patch {t})</sup>")
 
         panels = [TokenPanel(f"{params.strategy} (current: {', '.join(dict.fromkeys(info.criteria))})",
@@ -317,12 +286,12 @@ class MaskExplorer:
 
     def radius_view(self, params: ExplorerParams) -> go.Figure:
         """dist0 of every token, trunk joint and parent point of the clip (all time patches)."""
-        enc = self.encoded(params.sample, params.checkpoint, params.geometry)
+        clip = self.encoded(params.sample, params.checkpoint, params.geometry)
         model = self.model(params.checkpoint, params.geometry)
         tokens = set(joint_set(model.cfg.prune))
-        kinds = {"tokens": [j in tokens for j in enc.nodes], "trunk joints": [j >= 0 and j not in tokens for j in enc.nodes],
-                 "parent point": [j < 0 for j in enc.nodes]}
-        dist0 = {name: enc.dist0[:, np.array(sel)] for name, sel in kinds.items() if any(sel)}
+        kinds = {"tokens": [j in tokens for j in clip.nodes], "trunk joints": [j >= 0 and j not in tokens for j in clip.nodes],
+                 "parent point": [j < 0 for j in clip.nodes]}
+        dist0 = {name: clip.dist0[:, np.array(sel)] for name, sel in kinds.items() if any(sel)}
         lines = {}
         if params.geometry == "poincare":
             c = model.cfg.curvature
@@ -363,7 +332,7 @@ class MaskExplorer:
             "strategy": w.Dropdown(options=list(STRATEGIES), value=p.strategy, description="strategy"),
             "normalise": w.Dropdown(options=[("strategy default", ""), *[(n, n) for n in NORMALISATIONS]],
                                     value=p.normalise, description="normalise"),
-            "geometry": w.Dropdown(options=list(GEOMETRY_CHOICES), value=p.geometry, description="geometry"),
+            "geometry": w.Dropdown(options=list(GEOMETRIES), value=p.geometry, description="geometry"),
             "checkpoint": w.Dropdown(options=list(self.checkpoints), value=p.checkpoint, description="checkpoint"),
         }
         self.spread_label = w.HTML()

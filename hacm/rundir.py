@@ -1,0 +1,211 @@
+"""The run directory: the one unit of exchange between training, evaluation, notebooks and reports.
+
+This module is its only writer and reader (docs/rundir.md describes the format):
+
+    config.yaml             the resolved RunConfig
+    metrics.jsonl           one JSON object per line: {"kind": "start" | "step" | "epoch" | "knn", ...}
+    summary.json            the final numbers (written when the run ends: a run without it stopped early)
+    predictions.npz         linprobe / finetune / knn: test labels and per-clip predictions of the
+                            final model, in dataset order (what the paired statistics compare)
+    checkpoints/last.pt     after every epoch: what a resume continues from
+    checkpoints/best.pt     linprobe / finetune: the best epoch on the test set (a labelled extra)
+    checkpoints/epoch_NNNN.pt  every train.checkpoint_every epochs and at the last one
+    tensorboard/            event files of the same metrics (`tensorboard --logdir runs`)
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from hacm import checkpoint
+from hacm.config import RunConfig, load_config, to_dict, to_yaml
+from hacm.errors import FormatError, HacmError
+from hacm.fileio import make_dir, write_atomic, write_text_atomic
+
+logger = logging.getLogger("hacm.rundir")
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+PREDICTIONS_FILE = "predictions.npz"
+TENSORBOARD_DIR = "tensorboard"
+
+# Keys that may change between a run and its resume: they do not alter what is computed.
+RESUMABLE_CHANGES = {"train.epochs", "train.checkpoint_every", "train.log_every", "train.eval_every",
+                     "train.device", "data.num_workers", "data.store"}
+# Keys that say where and how fast a run computed, not what: a finished run is reused across them.
+_PLACEMENT_KEYS = {"train.device", "data.num_workers"}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _changed(saved: dict, now: dict, ignore: set[str]) -> list[str]:
+    """Dotted keys whose values differ between two config dicts, except `ignore`."""
+    saved, now = _flatten(saved), _flatten(now)
+    return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in ignore)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def prepare(cfg: RunConfig, run_dir: Path, resume: bool, is_main: bool) -> dict | None:
+    """Check the directory and write config.yaml (rank 0); return the checkpoint to resume from."""
+    last = run_dir / checkpoint.CHECKPOINT_DIR / "last.pt"
+    state = None
+    if resume:
+        state = checkpoint.load_checkpoint(last)
+        changed = _changed(state["config"], to_dict(cfg), RESUMABLE_CHANGES)
+        if changed:
+            raise HacmError(f"{last}: cannot resume with a different config ({', '.join(changed)} changed); "
+                            f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change")
+    elif last.exists():
+        raise HacmError(f"{run_dir} already holds a run ({last}); resume it with --resume or choose "
+                        f"another output directory")
+    if is_main:
+        make_dir(run_dir, "run directory")
+        write_text_atomic(run_dir / CONFIG_FILE, to_yaml(cfg))
+    return state
+
+
+class RunWriter:
+    """metrics.jsonl, summary.json, predictions.npz and TensorBoard events; on ranks other than 0
+    (active=False) every call does nothing."""
+
+    def __init__(self, run_dir: Path, active: bool, keep_before_epoch: int | None = None):
+        self.run_dir, self.active = Path(run_dir), active
+        self.tb = None
+        if not active:
+            return
+        path = self.run_dir / METRICS_FILE
+        if keep_before_epoch is not None and path.exists():
+            # Resuming: records of the epoch that was cut short would be duplicated; drop them.
+            rows = read_metrics(self.run_dir)
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows
+                                            if r.get("epoch", 0) < keep_before_epoch))
+        elif path.exists():
+            path.unlink()
+        try:   # torch.utils.tensorboard raises ImportError when the tensorboard package is missing
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            logger.info("tensorboard is not installed: metrics go to %s only", path)
+        else:
+            self.tb = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR))
+
+    def log(self, record: dict) -> None:
+        if not self.active:
+            return
+        with open(self.run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None and record["kind"] != "start":   # start: run facts, not curves
+            for k, v in record.items():
+                if k not in ("kind", "epoch", "step") and isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"{record['kind']}/{k}", v, record["step"])
+
+    def summary(self, values: dict) -> None:
+        if self.active:
+            write_text_atomic(self.run_dir / SUMMARY_FILE, json.dumps(values, indent=2) + "\n")
+
+    def predictions(self, labels: np.ndarray, predictions: dict[str, np.ndarray]) -> None:
+        if self.active:
+            write_predictions(self.run_dir, labels, predictions)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def write_predictions(run_dir: str | Path, labels: np.ndarray, predictions: dict[str, np.ndarray]) -> Path:
+    """predictions.npz: `labels` [N] and each named prediction [N] ("pred", "knn20", ...)."""
+    arrays = {"labels": np.asarray(labels, dtype=np.int64),
+              **{k: np.asarray(v, dtype=np.int64) for k, v in predictions.items()}}
+    for name, a in arrays.items():
+        if a.shape != arrays["labels"].shape:
+            raise HacmError(f"predictions {name!r}: {a.shape[0]} values for {arrays['labels'].shape[0]} test clips")
+    return write_atomic(Path(run_dir) / PREDICTIONS_FILE, lambda f: np.savez(f, **arrays))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of metrics.jsonl (empty if the run wrote none yet)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise FormatError(path, i, f"expected one JSON object per line ({e.msg})") from None
+    return rows
+
+
+def read_predictions(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a run's predictions.npz (labels and predictions)."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        raise HacmError(f"{run_dir}: no {PREDICTIONS_FILE} (written when a linprobe / finetune / knn run ends)")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@dataclass
+class Run:
+    """What a run directory holds, for notebooks and reports."""
+    path: Path
+    config: RunConfig
+    metrics: list[dict]
+    summary: dict
+    checkpoints: dict[str, Path] = field(default_factory=dict)   # "last", "best", "epoch_0020", ...
+
+    def rows(self, kind: str) -> list[dict]:
+        """metrics records of one kind: "epoch", "step", "knn", "start"."""
+        return [r for r in self.metrics if r.get("kind") == kind]
+
+    def predictions(self) -> dict[str, np.ndarray]:
+        """Test labels and per-clip predictions of the final model (`read_predictions`)."""
+        return read_predictions(self.path)
+
+    def load_model(self, which: str = "last", device="cpu") -> nn.Module:
+        """The model of a checkpoint (default: the last one; "best" is selected on the test set)."""
+        if which not in self.checkpoints:
+            raise HacmError(f"{self.path}: no checkpoint {which!r} (have: {', '.join(self.checkpoints) or 'none'})")
+        return checkpoint.load_model(self.path, which, device=device)
+
+
+def load_run(run_dir: str | Path) -> Run:
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise HacmError(f"{run_dir}: not a hacm run directory (no {CONFIG_FILE})")
+    summary_path = run_dir / SUMMARY_FILE
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    checkpoints = {p.stem: p for p in sorted((run_dir / checkpoint.CHECKPOINT_DIR).glob("*.pt"))}
+    return Run(run_dir, load_config(run_dir / CONFIG_FILE), read_metrics(run_dir), summary, checkpoints)
+
+
+def finished(run_dir: str | Path, cfg: RunConfig) -> bool:
+    """True when run_dir holds a finished run of exactly `cfg`; False when it holds no run (or one
+    that stopped before the end: resume it); HacmError when it holds a run of another config, naming
+    the keys that differ (results of different settings must never be mixed up)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        return False
+    diff = _changed(to_dict(load_config(run_dir / CONFIG_FILE)), to_dict(cfg), _PLACEMENT_KEYS)
+    if diff:
+        raise HacmError(f"{run_dir}: holds a run with another config ({', '.join(diff)} differ); "
+                        "choose another directory or delete it")
+    return (run_dir / SUMMARY_FILE).is_file()
