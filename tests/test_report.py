@@ -101,7 +101,7 @@ def test_failing_job_is_recorded_dependents_skipped_rest_runs(workspace, capsys)
 
 def test_unchanged_jobs_are_skipped_and_force_reruns(workspace, monkeypatch):
     # pin the package hash: other edits to hacm/ while the test runs must not invalidate the cache
-    monkeypatch.setattr("hacm.report.source_hash", lambda: "pinned")
+    monkeypatch.setattr("hacm.report.runner.source_hash", lambda: "pinned")
     batch = _batch(workspace, GOOD_JOBS)
     out = workspace / "report"
     first = run_batch(batch, out_dir=out, progress=False)
@@ -133,7 +133,7 @@ def test_unchanged_jobs_are_skipped_and_force_reruns(workspace, monkeypatch):
     assert run_batch(batch, out_dir=out, progress=False).result("make").status == "ok"
 
     # a change to hacm's source reruns everything
-    monkeypatch.setattr("hacm.report.source_hash", lambda: "changed")
+    monkeypatch.setattr("hacm.report.runner.source_hash", lambda: "changed")
     assert [j.status for j in run_batch(batch, out_dir=out, progress=False).jobs] == ["ok", "ok"]
 
     forced = run_batch(batch, out_dir=out, force=True, progress=False)

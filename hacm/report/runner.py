@@ -1,0 +1,229 @@
+"""Running a batch: each job's notebook executed by papermill in the `hacm` Jupyter kernel, its
+outcome recorded, and jobs whose inputs have not changed left alone.
+
+Jobs run in dependency order, each in its own output directory, emptied first so that no figure of
+an earlier run survives into this one. A notebook that raises is recorded as failed together with
+its error and the cell that raised; the jobs depending on it are recorded as skipped, and the rest of
+the batch still runs.
+
+The record `<job>/.job.json` holds the result, a hash of the job's inputs (the notebook file, its
+resolved parameters, the output hashes of the jobs it depends on and the hacm source) and a hash of
+what it wrote. A later run reuses a successful record when both hashes still match, reporting the
+job as "unchanged"; `force=True` runs everything again.
+
+Layout of a report directory:
+    <out>/index.html                          status and key numbers of every job, figure gallery
+    <out>/<job>/<notebook>.ipynb              the executed notebook
+    <out>/<job>/<stem>.notebook.html          its page without code; <stem>.code.html with code
+    <out>/<job>/*.png, *.html, summary.json   what the notebook saved
+    <out>/<job>/.job.json                     the record described above
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+import hacm
+from hacm.errors import HacmError
+from hacm.fileio import write_text_atomic
+from hacm.report.batch import Batch, Job, default_out_dir, load_batch, resolve_parameters
+from hacm.report.html import export_html, exports, write_index
+
+KERNEL_NAME = "hacm"
+JOB_RECORD = ".job.json"
+_PACKAGE_DIR = Path(hacm.__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class JobResult:
+    name: str
+    notebook: str                        # source notebook file name
+    status: str                          # "ok" | "unchanged" (skipped, inputs unchanged) | "failed" | "skipped"
+    seconds: float = 0.0
+    summary: dict = field(default_factory=dict)
+    error: str | None = None             # "ename: evalue" for a failed job, the reason for a skipped one
+    failing_cell: int | None = None      # execution count ("In [n]") of the failing cell
+    failing_source: str | None = None
+    input_hash: str | None = None
+    output_hash: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status in ("ok", "unchanged")
+
+
+@dataclass
+class BatchResult:
+    batch: Batch
+    out_dir: Path
+    index: Path
+    jobs: list[JobResult]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(j.succeeded for j in self.jobs)
+
+    def result(self, name: str) -> JobResult:
+        return next(j for j in self.jobs if j.name == name)
+
+
+# ----------------------------------------------------------------------------- hashing
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def source_hash() -> str:
+    """hacm version + every source/config file of the package: a code change invalidates cached jobs."""
+    h = hashlib.sha256(hacm.__version__.encode())
+    for p in sorted(_PACKAGE_DIR.rglob("*")):
+        if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(_PACKAGE_DIR)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def output_hash(job_dir: Path, notebook_name: str) -> str:
+    """Content hash of what a job produced; its executed notebook, exports and record are left out
+    because they carry timings and paths, not results."""
+    skip = {JOB_RECORD, *exports(notebook_name)}
+    h = hashlib.sha256()
+    for p in sorted(job_dir.rglob("*")):
+        rel = p.relative_to(job_dir)
+        if not p.is_file() or rel.as_posix() in skip:
+            continue
+        h.update(f"{rel.as_posix()}\0{_sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
+def input_hash(notebook: Path, parameters: dict, upstream: dict[str, str], src: str) -> str:
+    doc = {"notebook": _sha256_file(notebook), "parameters": parameters, "upstream": upstream, "source": src}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- job records
+
+
+def _write_record(job_dir: Path, result: JobResult) -> None:
+    write_text_atomic(job_dir / JOB_RECORD, json.dumps(asdict(result), indent=1, default=str))
+
+
+def _cached_result(job_dir: Path, key: str) -> JobResult | None:
+    record = job_dir / JOB_RECORD
+    if not record.is_file():
+        return None
+    try:
+        result = JobResult(**json.loads(record.read_text()))
+    except (ValueError, TypeError):
+        return None   # an unreadable record only means the job runs again
+    # outputs edited or deleted since the record was written -> run again
+    if result.status != "ok" or result.input_hash != key or output_hash(job_dir, result.notebook) != result.output_hash:
+        return None
+    result.status = "unchanged"
+    return result
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def check_kernel() -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:
+        raise HacmError(
+            f"Jupyter kernel '{KERNEL_NAME}' is not installed for this Python; install it with "
+            f"`python -m ipykernel install --prefix .venv --name {KERNEL_NAME}` (make setup does this)"
+        ) from None
+
+
+def run_batch(batch_yaml: str | Path, out_dir: str | Path | None = None, force: bool = False,
+              progress: bool = True) -> BatchResult:
+    """Run every job of a batch file in dependency order and write the report (see module docstring)."""
+    batch = load_batch(batch_yaml)
+    out = Path(out_dir).resolve() if out_dir is not None else default_out_dir(batch)
+    out.mkdir(parents=True, exist_ok=True)
+    check_kernel()
+    src = source_hash()
+    job_dirs = {job.name: out / job.name for job in batch.jobs}
+    results: dict[str, JobResult] = {}
+    start = time.perf_counter()
+    bar = tqdm(batch.jobs, desc=f"batch {batch.name}", unit="job", disable=not progress)
+    for job in bar:
+        bar.set_postfix_str(job.name)
+        failed_deps = [d for d in job.depends_on if not results[d].succeeded]
+        if failed_deps:
+            results[job.name] = JobResult(job.name, job.notebook.name, "skipped",
+                                          error=f"upstream job {', '.join(failed_deps)} did not succeed")
+            _write_record(job_dirs[job.name], results[job.name])
+            continue
+        params = resolve_parameters(job.parameters, report_dir=job_dirs[job.name], batch_dir=out, job_dirs=job_dirs)
+        upstream = {d: results[d].output_hash for d in job.depends_on}
+        key = input_hash(job.notebook, params, upstream, src)
+        cached = None if force else _cached_result(job_dirs[job.name], key)
+        results[job.name] = cached or _run_job(job, job_dirs[job.name], params, key, progress)
+    index = write_index(batch, out, [results[j.name] for j in batch.jobs], time.perf_counter() - start)
+    return BatchResult(batch, out, index, [results[j.name] for j in batch.jobs], time.perf_counter() - start)
+
+
+def _run_job(job: Job, job_dir: Path, params: dict, key: str, progress: bool) -> JobResult:
+    """Execute one job into a fresh `job_dir`, export its pages and write its record."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    _empty_dir(job_dir)
+    executed = job_dir / job.notebook.name
+    result = JobResult(job.name, job.notebook.name, "ok", input_hash=key)
+    t0 = time.perf_counter()
+    try:
+        # cwd = where the command was started, so relative paths in parameters mean what they mean
+        # on the command line; notebooks write only into report_dir
+        pm.execute_notebook(str(job.notebook), str(executed), parameters={**params, "report_dir": str(job_dir)},
+                            kernel_name=KERNEL_NAME, cwd=os.getcwd(),
+                            progress_bar={"desc": job.name, "leave": False} if progress else False)
+    except PapermillExecutionError as exc:
+        result.status = "failed"
+        result.error = f"{exc.ename}: {exc.evalue}"
+        result.failing_cell = exc.exec_count
+        result.failing_source = exc.source
+    except Exception as exc:   # kernel died, timeout, ...: recorded like a failing cell, the batch goes on
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.failing_source = traceback.format_exc(limit=3)
+    result.seconds = time.perf_counter() - t0
+    summary_file = job_dir / "summary.json"
+    if summary_file.is_file():
+        try:
+            result.summary = json.loads(summary_file.read_text())
+        except ValueError as exc:
+            result.status, result.error = "failed", f"summary.json is not valid JSON: {exc}"
+    if executed.is_file():
+        export_html(executed)
+    result.output_hash = output_hash(job_dir, job.notebook.name)
+    _write_record(job_dir, result)
+    return result
+
+
+def _empty_dir(job_dir: Path) -> None:
+    """A fresh directory: stale figures of an earlier run must not appear in this report."""
+    if job_dir.exists():
+        for p in sorted(job_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            p.rmdir() if p.is_dir() and not p.is_symlink() else p.unlink()
+    job_dir.mkdir(parents=True, exist_ok=True)
