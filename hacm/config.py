@@ -260,17 +260,17 @@ def to_yaml(cfg: RunConfig) -> str:
 
 def validate(cfg: RunConfig) -> None:
     """Cross-field checks that no single annotation can express."""
-    d, t, m = cfg.data, cfg.train, cfg.model
-    if d.window_size != m.num_frames:
-        raise ConfigError(f"data.window_size ({d.window_size}) must equal model.num_frames "
+    data, t, m = cfg.data, cfg.train, cfg.model
+    if data.window_size != m.num_frames:
+        raise ConfigError(f"data.window_size ({data.window_size}) must equal model.num_frames "
                           f"({m.num_frames}): the encoder's temporal embedding has one slot per patch")
-    for key, p in (("data.p_interval_train", d.p_interval_train), ("data.p_interval_test", d.p_interval_test)):
+    for key, p in (("data.p_interval_train", data.p_interval_train), ("data.p_interval_test", data.p_interval_test)):
         if len(p) not in (1, 2) or not all(0 < x <= 1 for x in p) or (len(p) == 2 and p[0] > p[1]):
             raise ConfigError(f"{key}: expected [ratio] or [low, high] with 0 < low <= high <= 1, got {list(p)}")
-    if d.subset_fraction is not None and not 0 < d.subset_fraction <= 1:
-        raise ConfigError(f"data.subset_fraction: expected a fraction in (0, 1], got {d.subset_fraction}")
-    if d.num_workers is not None and d.num_workers < 0:
-        raise ConfigError(f"data.num_workers: expected >= 0, got {d.num_workers}")
+    if data.subset_fraction is not None and not 0 < data.subset_fraction <= 1:
+        raise ConfigError(f"data.subset_fraction: expected a fraction in (0, 1], got {data.subset_fraction}")
+    if data.num_workers is not None and data.num_workers < 0:
+        raise ConfigError(f"data.num_workers: expected >= 0, got {data.num_workers}")
     positive = {"train.batch_size": t.batch_size, "train.log_every": t.log_every, "train.eval_every": t.eval_every}
     for key, v in positive.items():
         if v <= 0:

@@ -251,6 +251,9 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, proc: Process) -> dict:
                 class_names=data.store.class_names, loss=loss))
 
     summary: dict = {"protocol": cfg.protocol}
+    if state is not None:   # a resumed run's summary starts from its last finished epoch
+        done = [r for r in rundir.read_metrics(run_dir) if r.get("kind") == "epoch"]
+        summary.update({k: v for k, v in (done[-1] if done else {}).items() if k != "kind"})
     epochs = tqdm(range(start_epoch, t.epochs), desc=cfg.protocol, unit="epoch", disable=not proc.is_main,
                   initial=start_epoch, total=t.epochs)
     try:

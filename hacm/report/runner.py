@@ -112,8 +112,8 @@ def output_hash(job_dir: Path, notebook_name: str) -> str:
     return h.hexdigest()
 
 
-def input_hash(notebook: Path, parameters: dict, upstream: dict[str, str], src: str) -> str:
-    doc = {"notebook": _sha256_file(notebook), "parameters": parameters, "upstream": upstream, "source": src}
+def input_hash(notebook: Path, parameters: dict, dependencies: dict[str, str], src: str) -> str:
+    doc = {"notebook": _sha256_file(notebook), "parameters": parameters, "dependencies": dependencies, "source": src}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -175,8 +175,8 @@ def run_batch(batch_yaml: str | Path, out_dir: str | Path | None = None, force: 
             _write_record(job_dirs[job.name], results[job.name])
             continue
         params = resolve_parameters(job.parameters, report_dir=job_dirs[job.name], batch_dir=out, job_dirs=job_dirs)
-        upstream = {d: results[d].output_hash for d in job.depends_on}
-        key = input_hash(job.notebook, params, upstream, src)
+        dependencies = {dep: results[dep].output_hash for dep in job.depends_on}
+        key = input_hash(job.notebook, params, dependencies, src)
         cached = None if force else _cached_result(job_dirs[job.name], key)
         results[job.name] = cached or _run_job(job, job_dirs[job.name], params, key, progress)
     index = write_index(batch, out, [results[j.name] for j in batch.jobs], time.perf_counter() - start)
