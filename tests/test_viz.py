@@ -14,7 +14,7 @@ from hacm.errors import FormatError, HacmError
 from hacm.rundir import read_metrics
 from hacm.geometry import make_geometry
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS
-from hacm.viz import export, poincare, skeleton, tokens, training
+from hacm.viz import curves, evaluation, export, poincare, skeleton, tables, tokens
 
 
 @pytest.fixture
@@ -129,52 +129,52 @@ def test_skeleton_figure_static_and_animated():
 
 def test_training_figures():
     rows = [{"epoch": e, "step": 10 * e, "loss": 1.0 / (e + 1), "lr": 1e-3 * e, "accuracy": 0.1 * e} for e in range(5)]
-    fig = training.loss_lr_figure(rows)
+    fig = curves.loss_lr_figure(rows)
     assert isinstance(fig, Figure) and fig.axes[0].get_xlabel() == "step"
     assert fig.axes[1].get_ylabel() == "learning rate"
-    acc = training.accuracy_figure(rows)
+    acc = curves.accuracy_figure(rows)
     assert acc.axes[0].get_ylabel() == "accuracy (%)"
     np.testing.assert_allclose(acc.axes[0].lines[0].get_ydata(), [0, 10, 20, 30, 40])
 
     names = ["a", "b", "c"]
     cm = np.array([[5, 1, 0], [3, 2, 0], [0, 0, 4]])
-    assert training.per_class_accuracy(cm, names)["b"] == pytest.approx(40.0)
-    assert training.most_confused_pairs(cm, names, 5) == [
+    assert evaluation.per_class_accuracy(cm, names)["b"] == pytest.approx(40.0)
+    assert evaluation.most_confused_pairs(cm, names, 5) == [
         {"true": "b", "predicted": "a", "count": 3, "rate": 60.0},
         {"true": "a", "predicted": "b", "count": 1, "rate": pytest.approx(100 / 6)}]
-    cmf = training.confusion_matrix_figure(cm, names)
+    cmf = evaluation.confusion_matrix_figure(cm, names)
     assert cmf.axes[0].get_xlabel() == "predicted class" and len(cmf.axes) == 2   # + colour bar
-    diff = training.confusion_difference_figure(cm, np.eye(3) * 5, names, labels=("hacm", "mamp"))
+    diff = evaluation.confusion_difference_figure(cm, np.eye(3) * 5, names, labels=("hacm", "mamp"))
     assert "hacm - mamp" in diff.axes[1].get_ylabel()
     # bars: this run's per-class accuracy sorted ascending (b 40 %, a 5/6, c 100 %), then the other's
-    bars = training.per_class_accuracy_figure(cm, names, compare=np.eye(3)).axes[0]
+    bars = evaluation.per_class_accuracy_figure(cm, names, compare=np.eye(3)).axes[0]
     assert [t.get_text() for t in bars.get_yticklabels()] == ["b", "a", "c"]
     assert [r.get_width() for r in bars.patches] == pytest.approx([40.0, 500 / 6, 100.0, 100.0, 100.0, 100.0])
     with pytest.raises(HacmError, match="3 class names"):
-        training.confusion_matrix_figure(np.eye(2), names)
+        evaluation.confusion_matrix_figure(np.eye(2), names)
 
 
 def test_tau_curve_and_tables_and_reconstruction():
     points = [{"tau": t, "series": n, "mean": 50 + t + k, "ci": (49 + t + k, 51 + t + k), "values": [50 + t, 51 + t]}
               for k, n in enumerate(("standard", "release")) for t in (5.0, 0.1, 0.9)]
-    fig = training.tau_curve_figure(points)
+    fig = evaluation.tau_curve_figure(points)
     ax = fig.axes[0]
     assert [line.get_label() for line in ax.lines] == ["standard", "release"]
     np.testing.assert_allclose(ax.lines[0].get_xdata(), [0.1, 0.9, 5.0])       # sorted by tau
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [51.1, 51.9, 56.0])
     assert ax.get_xscale() == "log" and "3 seeds" not in ax.get_legend().get_title().get_text()
     with pytest.raises(HacmError, match="needs"):
-        training.tau_curve_figure([{"tau": 1.0}])
-    bars = training.method_comparison_figure({"A": {"values": [80, 82, 81], "mean": 81, "ci": (79, 83)},
-                                              "B": {"values": [70, 71, 69], "mean": 70, "ci": (68, 72)}})
+        evaluation.tau_curve_figure([{"tau": 1.0}])
+    bars = evaluation.method_comparison_figure({"A": {"values": [80, 82, 81], "mean": 81, "ci": (79, 83)},
+                                                "B": {"values": [70, 71, 69], "mean": 70, "ci": (68, 72)}})
     np.testing.assert_allclose([p.get_height() for p in bars.axes[0].patches], [81, 70])
-    table = training.ablation_table([{"run": "x", "acc": 1.5}, {"run": "y", "acc": 3.25}], sort_by="acc")
+    table = tables.ablation_table([{"run": "x", "acc": 1.5}, {"run": "y", "acc": 3.25}], sort_by="acc")
     assert [r["run"] for r in table.rows] == ["y", "x"]
     assert "<td>3.25</td>" in table.to_html() and table.to_markdown().splitlines()[0] == "| run | acc |"
     pred, target = np.zeros((4, 3, 9)), np.ones((4, 3, 9))
     mask = np.zeros((4, 3), dtype=bool)
     mask[0] = True
-    rec = training.reconstruction_figure(pred, target, mask, ["a", "b", "c"])
+    rec = curves.reconstruction_figure(pred, target, mask, ["a", "b", "c"])
     assert "mean 1.000" in rec.axes[2].get_title()
 
 
@@ -208,11 +208,11 @@ def test_save_figure_rejects_bad_input(tmp_path):
 
 
 def test_length_histogram_counts_every_clip():
-    fig = training.length_histogram_figure({"train": [30, 40, 40, 90], "test": [50, 60]}, bins=4)
+    fig = curves.length_histogram_figure({"train": [30, 40, 40, 90], "test": [50, 60]}, bins=4)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "frames per clip" and ax.get_ylabel() == "clips"
     heights = [sum(p.get_height() for p in c) for c in ax.containers]
     assert heights == [4, 2]
     assert [t.get_text().split(" (")[0] for t in ax.get_legend().get_texts()] == ["train", "test"]
     with pytest.raises(HacmError, match="no clip lengths"):
-        training.length_histogram_figure({"train": []})
+        curves.length_histogram_figure({"train": []})

@@ -58,3 +58,6 @@ PKU_MMD_CLASSES: tuple[str, ...] = (
 DATASET_CLASSES: dict[str, tuple[str, ...]] = {
     "ntu60": NTU60_CLASSES, "ntu120": NTU120_CLASSES, "pku1": PKU_MMD_CLASSES, "pku2": PKU_MMD_CLASSES,
 }
+
+NUM_CLASSES: dict[str, int] = {dataset: len(names) for dataset, names in DATASET_CLASSES.items()}
+"""Number of action classes of each real dataset (the synthetic data's come from its synth.json)."""

@@ -30,7 +30,7 @@ from hacm.data.classes import DATASET_CLASSES
 from hacm.data.denoise import centre, denoise
 from hacm.data.raw_ntu import parse_sample_name, parse_skeleton_file
 from hacm.errors import FormatError, HacmError
-from hacm.fileio import make_dir, write_text_atomic
+from hacm.fileio import make_dir, write_atomic, write_text_atomic
 from hacm.skeleton import NUM_JOINTS
 
 CHUNK_FILES = 256          # files per part: bounds memory per worker and the work lost to a kill
@@ -56,6 +56,15 @@ class ConversionReport:
     seconds: float = 0.0
     workers: int = 1
     reused_parts: int = 0
+
+    @classmethod
+    def from_rows(cls, store_path: Path, dataset: str, rows: list[dict], errors: list[str], t0: float,
+                  workers: int, reused_parts: int = 0) -> "ConversionReport":
+        """The report of a conversion whose manifest is `rows`, started at perf_counter() `t0`."""
+        kept = sum(r["status"] == "kept" for r in rows)
+        dropped = dict(Counter(r["reason"] for r in rows if r["status"] == "dropped"))
+        return cls(store_path, dataset, len(rows), kept, dropped, errors, time.perf_counter() - t0, workers,
+                   reused_parts)
 
     @property
     def items_per_second(self) -> float:
@@ -155,10 +164,8 @@ def _write_part(chunk: _Chunk, dataset: str, num_classes: int) -> int:
         "labels": np.array([s["label"] for s in samples], dtype=np.int64),
         **{k: np.array([s[k] for s in samples], dtype=np.int64) for k in META_FIELDS},
     }
-    tmp = chunk.part.with_name(chunk.part.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, chunk.part)
+    # regenerable, and checked by key before reuse: no fsync
+    write_atomic(chunk.part, lambda f: np.savez(f, **arrays), fsync=False)
     return len(chunk.paths)
 
 
@@ -180,8 +187,8 @@ def _chunk_key(dataset: str, num_classes: int, paths: list[Path], missing: list[
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()
 
 
-def _iter_part_samples(part: Path):
-    """(manifest rows, sample dicts with frames [A, T, 25, 3]) of one part."""
+def _iter_part_samples(part: Path) -> tuple[list[dict], list[dict]]:
+    """(sample dicts with frames [A, T, 25, 3], manifest rows) of one part."""
     with np.load(part, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     rows = json.loads(str(arrays["manifest"]))
@@ -192,7 +199,7 @@ def _iter_part_samples(part: Path):
         offset += a * t
         samples.append({"name": str(arrays["names"][i]), "label": int(arrays["labels"][i]), "frames": frames,
                         **{k: int(arrays[k][i]) for k in META_FIELDS}})
-    return rows, samples
+    return samples, rows
 
 
 # ---------------------------------------------------------------- manifest
@@ -233,12 +240,79 @@ def fail_on_errors(errors: list[str], out_dir: Path, advice: str) -> None:
                         f"listed in {out_dir / MANIFEST}. {advice}")
 
 
+# ---------------------------------------------------------------- samples -> store and manifest
+
+def write_store(out_dir: Path, dataset: str, class_names, batches, *, columns: tuple[str, ...],
+                splits, summary: dict, allow_errors: bool, advice: str) -> tuple[list[dict], list[str]]:
+    """The end of every conversion: the converted samples in order into a new store at `out_dir`.
+
+    batches: (sample dicts, manifest rows) pairs, in store order; each kept row gets its sample's
+    store index. Then manifest.jsonl and its summary are written, the conversion fails if an input
+    was dropped for an error (unless `allow_errors`; `advice` ends the message) and the store is
+    published with `splits(values)`, values = {column: per-sample list} of the sample fields
+    `columns`. Returns (manifest rows, error messages).
+    """
+    from hacm.data.store import SampleRecord, StoreWriter
+
+    rows: list[dict] = []
+    values: dict[str, list] = {k: [] for k in columns}
+    with StoreWriter(out_dir, dataset=dataset, class_names=class_names) as writer:
+        for samples, batch_rows in batches:
+            index = {}
+            for s in samples:
+                index[s["name"]] = writer.add(SampleRecord(**s))
+                for k in columns:
+                    values[k].append(s[k])
+            for r in batch_rows:
+                if r["status"] == "kept":
+                    r["index"] = index[r["name"]]
+            rows.extend(batch_rows)
+        errors = error_messages(rows)
+        write_manifest(out_dir, rows, summary)
+        if not allow_errors:
+            fail_on_errors(errors, out_dir, advice)
+        writer.finish(splits(values))
+    return rows, errors
+
+
 # ---------------------------------------------------------------- the conversion
 
 def _list_skeletons(raw_dir: Path) -> list[Path]:
     with os.scandir(raw_dir) as it:
         names = sorted(e.name for e in it if e.name.endswith(".skeleton") and e.is_file())
     return [raw_dir / n for n in names]
+
+
+def _plan_chunks(paths: list[Path], missing: set[str], parts_dir: Path, dataset: str, num_classes: int,
+                 chunk_size: int) -> tuple[list[_Chunk], list[_Chunk]]:
+    """(every chunk, the chunks whose part file is missing or stale); removes foreign part files."""
+    chunks, todo = [], []
+    for c, start in enumerate(range(0, len(paths), chunk_size)):
+        chunk_paths = paths[start:start + chunk_size]
+        listed = [p.stem in missing for p in chunk_paths]
+        chunk = _Chunk(c, chunk_paths, listed, parts_dir / f"part-{c:05d}.npz",
+                       _chunk_key(dataset, num_classes, chunk_paths, listed))
+        chunks.append(chunk)
+        if _part_key(chunk.part) != chunk.key:
+            todo.append(chunk)
+    for stale in set(parts_dir.iterdir()) - {c.part for c in chunks}:
+        stale.unlink()        # parts of an earlier, different file list, or temp files of a killed run
+    return chunks, todo
+
+
+def _write_parts(todo: list[_Chunk], total: int, dataset: str, num_classes: int, workers: int,
+                 progress: bool) -> None:
+    """Convert the chunks in `todo` into part files, on `workers` processes, with a progress bar."""
+    done = total - sum(len(c.paths) for c in todo)
+    with tqdm(total=total, initial=done, unit="file", desc=f"convert {dataset}", disable=not progress) as bar:
+        jobs = [(c, dataset, num_classes) for c in todo]
+        if workers == 1 or len(todo) <= 1:
+            for job in jobs:
+                bar.update(_part_worker(job))
+        else:
+            with multiprocessing.get_context().Pool(min(workers, len(todo))) as pool:
+                for n in pool.imap_unordered(_part_worker, jobs):
+                    bar.update(n)
 
 
 def convert_ntu(raw_dir, out_dir, dataset: str | None = None, *, workers: int | None = None,
@@ -249,6 +323,8 @@ def convert_ntu(raw_dir, out_dir, dataset: str | None = None, *, workers: int | 
     dataset: "ntu60" or "ntu120" (ignored when raw_dir/synth.json names the dataset).
     missing_list: text file of sample names dropped without parsing (NTU's missing-skeleton lists).
     """
+    from hacm.data.splits import ntu_splits
+
     t0 = time.perf_counter()
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if not raw_dir.is_dir():
@@ -262,59 +338,16 @@ def convert_ntu(raw_dir, out_dir, dataset: str | None = None, *, workers: int | 
 
     parts_dir = out_dir / PARTS_DIR
     make_dir(parts_dir, "store directory")
-    chunks, todo = [], []
-    for c, start in enumerate(range(0, len(paths), chunk_size)):
-        chunk_paths = paths[start:start + chunk_size]
-        listed = [p.stem in missing for p in chunk_paths]
-        chunk = _Chunk(c, chunk_paths, listed, parts_dir / f"part-{c:05d}.npz",
-                       _chunk_key(dataset, len(class_names), chunk_paths, listed))
-        chunks.append(chunk)
-        if _part_key(chunk.part) != chunk.key:
-            todo.append(chunk)
-    for stale in set(parts_dir.iterdir()) - {c.part for c in chunks}:
-        stale.unlink()        # parts of an earlier, different file list, or temp files of a killed run
-
-    done = len(paths) - sum(len(c.paths) for c in todo)
-    with tqdm(total=len(paths), initial=done, unit="file", desc=f"convert {dataset}",
-              disable=not progress) as bar:
-        jobs = [(c, dataset, len(class_names)) for c in todo]
-        if workers == 1 or len(todo) <= 1:
-            for job in jobs:
-                bar.update(_part_worker(job))
-        else:
-            with multiprocessing.get_context().Pool(min(workers, len(todo))) as pool:
-                for n in pool.imap_unordered(_part_worker, jobs):
-                    bar.update(n)
+    chunks, todo = _plan_chunks(paths, missing, parts_dir, dataset, len(class_names), chunk_size)
+    _write_parts(todo, len(paths), dataset, len(class_names), workers, progress)
 
     # Replay the parts in order: one chunk in memory at a time.
-    from hacm.data.splits import ntu_splits
-    from hacm.data.store import SampleRecord, StoreWriter
-
-    rows: list[dict] = []
-    meta = {k: [] for k in META_FIELDS}
-    writer = StoreWriter(out_dir, dataset=dataset, class_names=class_names)
-    with writer:
-        for chunk in chunks:
-            part_rows, samples = _iter_part_samples(chunk.part)
-            by_name = {}
-            for s in samples:
-                by_name[s["name"]] = writer.add(SampleRecord(**s))
-                for k in META_FIELDS:
-                    meta[k].append(s[k])
-            for r in part_rows:
-                if r["status"] == "kept":
-                    r["index"] = by_name[r["name"]]
-            rows.extend(part_rows)
-        errors = error_messages(rows)
-        summary = {"dataset": dataset, "raw_dir": str(raw_dir), "missing_list": str(missing_list or ""),
-                   "min_frames": MIN_FRAMES}
-        write_manifest(out_dir, rows, summary)
-        if not allow_errors:
-            fail_on_errors(errors, out_dir, "Fix or remove those files, or rerun with --allow-errors "
-                                            "(the converted parts are reused).")
-        writer.finish(ntu_splits(dataset, meta["performer"], meta["camera"], meta["setup"]))
+    rows, errors = write_store(
+        out_dir, dataset, class_names, (_iter_part_samples(c.part) for c in chunks), columns=META_FIELDS,
+        splits=lambda v: ntu_splits(dataset, v["performer"], v["camera"], v["setup"]),
+        summary={"dataset": dataset, "raw_dir": str(raw_dir), "missing_list": str(missing_list or ""),
+                 "min_frames": MIN_FRAMES},
+        allow_errors=allow_errors,
+        advice="Fix or remove those files, or rerun with --allow-errors (the converted parts are reused).")
     shutil.rmtree(parts_dir)
-    kept = sum(r["status"] == "kept" for r in rows)
-    return ConversionReport(out_dir, dataset, len(rows), kept,
-                            dict(Counter(r["reason"] for r in rows if r["status"] == "dropped")), errors,
-                            time.perf_counter() - t0, workers, len(chunks) - len(todo))
+    return ConversionReport.from_rows(out_dir, dataset, rows, errors, t0, workers, len(chunks) - len(todo))

@@ -1,4 +1,4 @@
-"""The standard NTU denoising and centring (data.md, preprocessing steps 2 and 3).
+"""The standard NTU denoising and centring (docs/data.md, "The standard preprocessing").
 
 This follows the scripts MAMP and HA-CM consume (get_raw_denoised_data.py and
 seq_transformation.py of the NTU preprocessing). Frames with 0 bodies have already been removed
@@ -16,8 +16,8 @@ by the parser, so all frame indices here count only frames that hold a body.
       rule, else it is dropped;
   (e) multi-body samples: drop frames where every kept actor is all zeros.
 
-Where the original scripts have accidents, the rule above is what the spec states instead: two
-spans that share exactly one frame count as overlapping (the scripts let the later body
+Where the original scripts have accidents, the rule above is what docs/data.md states instead:
+two spans that share exactly one frame count as overlapping (the scripts let the later body
 overwrite that frame), and an empty actor-2 slot accepts any body (the scripts start it as the
 virtual span [0, 0], which then stretches actor 2's span back to frame 0).
 """

@@ -1,4 +1,5 @@
-"""Read and write the legacy MAMP / HA-CM / CTR-GCN interchange `.npz` (data.md, item 5).
+"""Read and write the legacy MAMP / HA-CM / CTR-GCN interchange `.npz` (docs/data.md,
+"The legacy .npz interchange format").
 
 Layout: x_train [N, 300, 150] float32 (150 = 2 actors x 25 joints x xyz, actor-major), y_train
 [N, C] one-hot, x_test, y_test; clips right-padded with zeros to 300 frames. The NTU-120 version
@@ -13,7 +14,6 @@ whole. Peak memory is about `_CHUNK_BYTES` plus the store index.
 """
 from __future__ import annotations
 
-import os
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from hacm.data.store import BENCHMARKS, PARTS, SampleRecord, Store, StoreWriter
 from hacm.errors import HacmError
-from hacm.fileio import make_dir
+from hacm.fileio import make_dir, write_atomic
 from hacm.skeleton import NUM_JOINTS
 
 LEGACY_FRAMES = 300
@@ -186,20 +186,19 @@ def export_npz(store: Store, benchmark: str, out_path, pad_to: int = LEGACY_FRAM
     if out_path.is_dir():
         raise HacmError(f"{out_path}: is a directory (expected the path of the .npz file to write)")
     make_dir(out_path.parent, "directory of the .npz file")
-    tmp = out_path.with_name(out_path.name + ".tmp")
     truncated = 0
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+
+    def write(f) -> None:
+        nonlocal truncated
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for part, idx in parts.items():
                 truncated += _write_x(zf, store, idx, f"x_{part}", pad_to, copy_single_actor, progress)
                 y = np.zeros((idx.size, store.num_classes), dtype=np.float32)
                 y[np.arange(idx.size), store.labels[idx]] = 1.0
                 with zf.open(f"y_{part}.npy", "w", force_zip64=True) as fp:
                     np.lib.format.write_array(fp, y, allow_pickle=False)
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    write_atomic(out_path, write, fsync=False)     # bulk and regenerable from the store: no fsync
     return ExportReport(out_path, {p: int(i.size) for p, i in parts.items()}, truncated, copy_single_actor)
 
 

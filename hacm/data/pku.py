@@ -1,4 +1,4 @@
-"""PKU-MMD Phase I / II -> hacm store (layout in data.md).
+"""PKU-MMD Phase I / II -> hacm store (layout in docs/data.md).
 
 raw_dir holds `skeleton/<video>.txt` (one frame per line: 150 floats = 2 bodies x 25 joints x
 xyz), `label/<video>.txt` (lines `label,start,end,confidence`) and the split files
@@ -13,14 +13,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from hacm.data.classes import PKU_MMD_CLASSES
-from hacm.data.convert import ConversionReport, error_messages, fail_on_errors, write_manifest
+from hacm.data.convert import ConversionReport, write_store
 from hacm.data.raw_ntu import _line_field_counts
 from hacm.errors import FormatError, HacmError
 from hacm.skeleton import NUM_JOINTS
@@ -142,11 +141,24 @@ def _convert_video(args) -> tuple[list[dict], list[dict]]:
     return samples, rows
 
 
+def _counted(items, bar):
+    """`items`, advancing the progress bar by one for each."""
+    for item in items:
+        yield item
+        bar.update()
+
+
+def _pku_splits(phase: int, names: list[str], split_videos: dict) -> dict[str, dict[str, np.ndarray]]:
+    """pku<phase>-xsub / -xview train/test indices from the sample names `<video>_<k>`."""
+    video_of = np.asarray([n.rsplit("_", 1)[0] for n in names], dtype=str)
+    return {f"pku{phase}-{proto}": {"train": np.flatnonzero(np.isin(video_of, train)),
+                                    "test": np.flatnonzero(np.isin(video_of, test))}
+            for proto, (train, test) in split_videos.items()}
+
+
 def convert_pku(raw_dir, out_dir, phase: int, *, workers: int | None = None, allow_errors: bool = False,
                 progress: bool = True) -> ConversionReport:
     """Convert PKU-MMD Phase `phase` (1 or 2) into a store with pku<phase>-xsub / -xview splits."""
-    from hacm.data.store import SampleRecord, StoreWriter
-
     t0 = time.perf_counter()
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if phase not in (1, 2):
@@ -162,36 +174,19 @@ def convert_pku(raw_dir, out_dir, phase: int, *, workers: int | None = None, all
                     for proto, stem in SPLIT_FILES.items()}
     workers = max(1, int(workers or os.cpu_count() or 1))
 
-    rows: list[dict] = []
-    video_of: list[str] = []
+    dataset = f"pku{phase}"
     jobs = [(v, label_dir / v.name) for v in videos]
-    with StoreWriter(out_dir, dataset=f"pku{phase}", class_names=PKU_MMD_CLASSES) as writer, \
-            tqdm(total=len(jobs), unit="video", desc=f"convert pku{phase}", disable=not progress) as bar:
-        pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
-        try:
+    pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
+    try:
+        with tqdm(total=len(jobs), unit="video", desc=f"convert {dataset}", disable=not progress) as bar:
             results = pool.imap(_convert_video, jobs) if pool else map(_convert_video, jobs)
-            for samples, video_rows in results:
-                index = {s["name"]: writer.add(SampleRecord(**s)) for s in samples}
-                video_of += [s["name"].rsplit("_", 1)[0] for s in samples]
-                for r in video_rows:
-                    if r["status"] == "kept":
-                        r["index"] = index[r["name"]]
-                rows += video_rows
-                bar.update()
-        finally:
-            if pool:
-                pool.terminate()
-        errors = error_messages(rows)
-        write_manifest(out_dir, rows, {"dataset": f"pku{phase}", "raw_dir": str(raw_dir), "videos": len(videos)})
-        if not allow_errors:
-            fail_on_errors(errors, out_dir, "Fix or remove those videos, or rerun with --allow-errors.")
-        video_of_arr = np.asarray(video_of, dtype=str)
-        splits = {}
-        for proto, (train, test) in split_videos.items():
-            splits[f"pku{phase}-{proto}"] = {"train": np.flatnonzero(np.isin(video_of_arr, train)),
-                                             "test": np.flatnonzero(np.isin(video_of_arr, test))}
-        writer.finish(splits)
-    kept = sum(r["status"] == "kept" for r in rows)
-    return ConversionReport(out_dir, f"pku{phase}", len(rows), kept,
-                            dict(Counter(r["reason"] for r in rows if r["status"] == "dropped")), errors,
-                            time.perf_counter() - t0, workers)
+            rows, errors = write_store(
+                out_dir, dataset, PKU_MMD_CLASSES, _counted(results, bar), columns=("name",),
+                splits=lambda v: _pku_splits(phase, v["name"], split_videos),
+                summary={"dataset": dataset, "raw_dir": str(raw_dir), "videos": len(videos)},
+                allow_errors=allow_errors, advice="Fix or remove those videos, or rerun with --allow-errors.")
+    finally:
+        if pool:
+            pool.terminate()
+    return ConversionReport.from_rows(out_dir, dataset, rows, errors, t0, workers)
+

@@ -1,4 +1,4 @@
-"""Parser for NTU RGB+D raw `.skeleton` files (layout in data.md).
+"""Parser for NTU RGB+D raw `.skeleton` files (layout in docs/data.md).
 
 Speed matters: NTU-120 is 114,480 files of a few hundred KB, and a Python loop that calls
 float() on every field manages about 160 files/s. Here the file is read once and

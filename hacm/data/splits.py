@@ -1,4 +1,5 @@
-"""The standard NTU RGB+D evaluation protocols (data.md, "Benchmarks"), as sample index arrays."""
+"""The standard NTU RGB+D evaluation protocols as sample index arrays (docs/data.md, "Benchmarks and
+their splits")."""
 from __future__ import annotations
 
 import numpy as np

@@ -16,7 +16,7 @@ The procedural model, from the person outwards:
   * record: one camera view (rotation about the vertical axis, -45 / 0 / +45 degrees for
     cameras 1 / 2 / 3, at about 3 m depth) plus the sensor: Gaussian noise, jitter spikes, lost
     frames (0 bodies) and spurious bodies the standard denoiser removes;
-  * format_skeleton / write_synthetic: the NTU text layout of data.md.
+  * format_skeleton / write_synthetic: the NTU text layout of docs/data.md.
 
 Randomness is keyed, never sequential: the subject comes from (seed, performer), the performance
 from (seed, performer, replication, action) -- shared by the three cameras, as in NTU where the

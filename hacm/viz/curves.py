@@ -1,0 +1,126 @@
+"""Static (matplotlib) figures of data and training runs: clip lengths, loss and learning rate,
+accuracy per epoch, masked-motion reconstruction.
+
+Inputs are plain data: clip lengths, metrics rows as written to a run's metrics.jsonl (dicts with
+epoch, step, loss, lr, accuracy, ...), reconstruction arrays. Nothing here reads checkpoints or
+imports the model.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from hacm.errors import HacmError
+from hacm.viz.mpl import subplots
+
+
+def length_histogram_figure(lengths: Mapping[str, Sequence[int]], *, bins: int = 20,
+                            title: str = "Clip lengths") -> Figure:
+    """Histogram of clip lengths in frames, one overlaid series per split part (e.g. train / test)."""
+    series = {name: np.asarray(v, dtype=float) for name, v in lengths.items() if len(v)}
+    if not series:
+        raise HacmError("length_histogram_figure: no clip lengths given")
+    edges = np.histogram_bin_edges(np.concatenate(list(series.values())), bins=bins)
+    fig, ax = subplots(figsize=(7, 3.5))
+    for name, values in series.items():
+        ax.hist(values, bins=edges, alpha=0.6, label=f"{name} ({len(values)} clips, median {np.median(values):.0f})")
+    ax.set_xlabel("frames per clip")
+    ax.set_ylabel("clips")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _series(rows: Sequence[Mapping], key: str, x_key: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = [(r[x_key], r[key]) for r in rows if r.get(key) is not None and r.get(x_key) is not None]
+    if not pts:
+        return np.zeros(0), np.zeros(0)
+    x, y = zip(*pts)
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+
+def _x_key(rows: Sequence[Mapping]) -> str:
+    return "step" if any("step" in r for r in rows) else "epoch"
+
+
+def loss_lr_figure(rows: Sequence[Mapping], *, title: str = "Training loss and learning rate") -> Figure:
+    """Loss curves (loss and, when logged, loss_rec / loss_cc) with the learning rate on a second axis."""
+    x_key = _x_key(rows)
+    fig, ax = subplots(figsize=(7, 4))
+    plotted = False
+    for key in ("loss", "loss_rec", "loss_cc"):
+        x, y = _series(rows, key, x_key)
+        if len(x):
+            ax.plot(x, y, label=key, lw=1.5 if key == "loss" else 1.0)
+            plotted = True
+    if not plotted:
+        raise HacmError("loss_lr_figure: no row has a 'loss' value")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    x, y = _series(rows, "lr", x_key)
+    handles, labels = ax.get_legend_handles_labels()
+    if len(x):
+        ax2 = ax.twinx()
+        (line,) = ax2.plot(x, y, color="tab:gray", ls="--", lw=1.0, label="learning rate")
+        ax2.set_ylabel("learning rate")
+        handles.append(line)
+        labels.append("learning rate")
+    ax.legend(handles, labels, loc="upper right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_figure(rows: Sequence[Mapping], keys: Sequence[str] | None = None, *,
+                    title: str = "Accuracy per epoch") -> Figure:
+    """Accuracy (%) against epoch for `keys` (default: every logged key containing 'acc')."""
+    if keys is None:
+        keys = sorted({k for r in rows for k, v in r.items() if "acc" in k and isinstance(v, (int, float))})
+    if not keys:
+        raise HacmError("accuracy_figure: no accuracy values in the metrics rows")
+    fig, ax = subplots(figsize=(7, 4))
+    for key in keys:
+        x, y = _series(rows, key, "epoch")
+        scale = 100.0 if len(y) and y.max() <= 1.0 else 1.0   # fractions are shown as percent
+        ax.plot(x, y * scale, marker="o", ms=3, label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def reconstruction_figure(pred, target, mask, joint_names: Sequence[str], *,
+                          title: str = "Masked motion reconstruction") -> Figure:
+    """Target, prediction (L2 norm of each token's t_patch*3 values) and per-token MSE on masked tokens.
+
+    pred, target [TP, V, P] (or [TP*V, P] with V = len(joint_names)); mask [TP, V] bool, True = masked.
+    """
+    V = len(joint_names)
+    pred, target = (np.asarray(a, dtype=np.float64) for a in (pred, target))
+    if pred.ndim == 2:
+        pred, target = pred.reshape(-1, V, pred.shape[-1]), target.reshape(-1, V, target.shape[-1])
+    mask = np.asarray(mask, dtype=bool).reshape(pred.shape[:2])
+    if pred.shape != target.shape or pred.shape[1] != V:
+        raise HacmError(f"reconstruction_figure: pred {pred.shape} and target {target.shape} must be [TP, {V}, P]")
+    err = np.where(mask, ((pred - target) ** 2).mean(-1), np.nan)
+    panels = [(np.linalg.norm(target, axis=-1), "target |motion| (normalised)", "viridis"),
+              (np.linalg.norm(pred, axis=-1), "prediction |motion|", "viridis"),
+              (err, f"MSE on masked tokens (mean {np.nanmean(err):.3f})", "magma")]
+    fig, axes = subplots(1, 3, figsize=(14, 0.22 * V + 2), sharey=True)
+    for ax, (values, name, cmap) in zip(axes, panels):
+        im = ax.imshow(values.T, aspect="auto", cmap=cmap, interpolation="nearest")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("time patch")
+    axes[0].set_yticks(range(V), joint_names, fontsize=6)
+    axes[0].set_ylabel("joint")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
