@@ -154,10 +154,3 @@ def confusion_matrix(source, dataset, *, batch_size: int = 256, device="cpu",
     """Confusion matrix [C, C] (rows true) and class names of a classifier on `dataset`."""
     logits, labels = predict(source, dataset, batch_size=batch_size, device=device, amp=amp)
     return confusion_from_predictions(logits.argmax(1), labels, dataset.num_classes), list(dataset.class_names)
-
-
-def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
-    """Recall of each class from a confusion matrix; NaN for classes without test clips."""
-    totals = cm.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(totals > 0, np.diag(cm) / totals, np.nan)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hacm.data.classes import NUM_CLASSES
 from hacm.errors import ConfigError
 
 
@@ -36,7 +37,6 @@ _BENCHMARKS = {
     "PKUv1_XSub": "pku1-xsub", "PKUv1_XView": "pku1-xview",
     "PKUv2_XSub": "pku2-xsub", "PKUv2_XView": "pku2-xview",
 }
-_DATASET_CLASSES = {"ntu60": 60, "ntu120": 120, "pku1": 51, "pku2": 51}
 
 # model_args key -> model config key (straight copies)
 _MODEL_KEYS = {"dim_in": "dim_in", "dim_feat": "dim", "decoder_dim_feat": "decoder_dim",
@@ -116,7 +116,7 @@ def to_hacm(raw: dict, notes: list[str], path: str | Path | None = None) -> dict
     if num_classes is not None:
         # The head is sized from the store; the published PKU-MMD configs say 60 for 51 classes.
         dataset = out["data"].get("benchmark", "").split("-")[0]
-        expected = _DATASET_CLASSES.get(dataset)
+        expected = NUM_CLASSES.get(dataset)
         mismatch = (f" (inconsistent: {out['data']['benchmark']} has {expected} classes)"
                     if expected is not None and expected != num_classes else "")
         notes.append(f"model_args.num_classes {num_classes} not used: the class count comes from the "

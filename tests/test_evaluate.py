@@ -17,6 +17,7 @@ from hacm.config import to_yaml
 from hacm.datasets import make_dataset
 from hacm.errors import HacmError
 from hacm.model import Encoder
+from hacm.viz.evaluation import per_class_accuracy
 
 
 def brute_force_knn(train_feats, train_labels, test_feats, k: int, temperature: float, num_classes: int):
@@ -93,8 +94,8 @@ def test_accuracy_confusion_and_per_class():
     assert ev.accuracy(logits, labels) == pytest.approx(4 / 6)
     cm = ev.confusion_from_predictions(pred, labels, 4)
     assert cm.tolist() == [[1, 1, 0, 0], [1, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
-    per = ev.per_class_accuracy(cm)
-    assert per[:3].tolist() == [0.5, pytest.approx(2 / 3), 1.0] and np.isnan(per[3])
+    per = per_class_accuracy(cm, ["a", "b", "c", "d"])          # percent, by class name
+    assert [per[c] for c in "abc"] == [50.0, pytest.approx(200 / 3), 100.0] and np.isnan(per["d"])
     with pytest.raises(HacmError, match="5 predictions for 6 labels"):
         ev.accuracy(pred[:5], labels)
 
