@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -31,12 +32,135 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 
 from hacm import upstream
-from hacm.errors import ConfigError
-from hacm.masking import MaskingConfig
-from hacm.model import ModelConfig
+from hacm.errors import ConfigError, did_you_mean
 
 PROTOCOLS = ("pretrain", "linprobe", "finetune", "knn")
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
+
+# --------------------------------------------------------------------------------------------
+# The sections of hacm.model and hacm.masking. They live here, with the values each key allows, so
+# that reading and checking a config (and so every command-line error) needs neither torch nor numpy.
+
+GEOMETRIES = ("poincare", "euclidean")     # hacm.geometry.make_geometry
+DEFAULT_BALL_EPS = 1e-12                    # float64 resolves radii this close to the rim (hacm.geometry)
+CC_SIMILARITIES = ("cosine", "release")    # hacm.losses.cross_contrast
+
+STRATEGIES = ("hacm", "spatial_only", "temporal_only", "motion", "random")
+ATTENTION_VARIANTS = ("standard", "release")
+NORMALISATIONS = ("standard", "release")
+
+# What a strategy means when a key is not given: a strategy name brings its method's settings, so
+# "motion" is MAMP (masks the high-motion tokens over all patches, MAMP's normalisation) and
+# "random" is MAE (one branch), not HA-CM's settings with another criterion.
+STRATEGY_DEFAULTS = {
+    "hacm": dict(keep_high=True, cross_grouping=True, normalise="standard"),
+    "spatial_only": dict(keep_high=True, cross_grouping=True, normalise="standard"),
+    "temporal_only": dict(keep_high=True, cross_grouping=True, normalise="standard"),
+    "motion": dict(keep_high=False, cross_grouping=False, normalise="release"),
+    "random": dict(keep_high=True, cross_grouping=False, normalise="release"),
+}
+
+
+@dataclass
+class MaskingConfig:
+    strategy: str = "hacm"        # hacm | spatial_only | temporal_only | motion | random
+    mask_ratio: float = 0.9
+    tau: float = 0.9
+    # None: the strategy's own value (STRATEGY_DEFAULTS)
+    keep_high: bool | None = None        # keep high-score tokens (HA-CM release); False masks them (MAMP)
+    cross_grouping: bool | None = None   # odd/even time-patch branches; off -> one branch over all patches
+    normalise: str | None = None         # standard: (s - mean) / std / tau | release: s / (tau * max|s|)
+    attention: str = "standard"   # standard (softmax over time, 1/sqrt(d)) | release (softmax over joints, *sqrt(d))
+    parent_weight: float = 0.01
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"masking.strategy: expected one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        for key, value in STRATEGY_DEFAULTS[self.strategy].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.attention not in ATTENTION_VARIANTS:
+            raise ConfigError(f"masking.attention: expected one of {', '.join(ATTENTION_VARIANTS)}, "
+                              f"got {self.attention!r}")
+        if self.normalise not in NORMALISATIONS:
+            raise ConfigError(f"masking.normalise: expected one of {', '.join(NORMALISATIONS)}, "
+                              f"got {self.normalise!r}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ConfigError(f"masking.mask_ratio: expected a number in [0, 1), got {self.mask_ratio!r}")
+        if not self.tau > 0:
+            raise ConfigError(f"masking.tau: expected a positive number, got {self.tau!r}")
+        if self.strategy == "hacm" and not self.cross_grouping:
+            raise ConfigError("masking.strategy 'hacm' needs cross_grouping: true (its two criteria are "
+                              "the two branches); use spatial_only or temporal_only for one criterion")
+
+    def branch_criteria(self) -> tuple[str, ...]:
+        """The criterion of each branch, in branch order (temporal/even first, spatial/odd second)."""
+        single = {"spatial_only": "hierarchy", "temporal_only": "attention",
+                  "motion": "motion", "random": "random"}
+        if self.strategy == "hacm":
+            return ("attention", "hierarchy")
+        return (single[self.strategy],) * (2 if self.cross_grouping else 1)
+
+
+@dataclass
+class ModelConfig:
+    num_frames: int = 72
+    t_patch: int = 3
+    prune: bool = True              # 18 token joints (trunk joints become parents) or all 25
+    dim_in: int = 3
+    dim: int = 256
+    depth: int = 8
+    heads: int = 8
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    decoder_dim: int = 256
+    decoder_depth: int = 3
+    drop_path: float = 0.0
+    geometry: str = "poincare"      # poincare | euclidean: where tokens live before the blocks
+    curvature: float = 1.0
+    ball_eps: float = DEFAULT_BALL_EPS   # projection margin inside the rim (release: 1e-5); see geometry.py
+    clip_radius: float | None = None     # feature clipping of |e| before the map (Guo et al. 2022); None = off
+    motion_expmap: bool = True      # pass the motion target through expmap0 (release) or not
+    cc_weight: float = 0.5          # alpha in alpha*L_cc + (1-alpha)*L_rec ; 0 disables cross-contrast
+    cc_similarity: str = "cosine"   # cosine (/ cc_temperature) | release (raw dot products: saturated)
+    cc_temperature: float = 0.1     # softmax temperature of the cosine cross-contrast
+    cc_odd_even_term: bool = False  # the release's third (odd vs even) similarity term
+
+    def __post_init__(self):
+        for name in ("num_frames", "t_patch", "dim_in", "dim", "depth", "heads", "decoder_dim"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
+                raise ConfigError(f"model.{name}: expected a positive integer, got {getattr(self, name)!r}")
+        if self.num_frames % self.t_patch:
+            raise ConfigError(f"model.num_frames: expected a multiple of t_patch={self.t_patch}, "
+                              f"got {self.num_frames}")
+        if self.dim % self.heads or self.decoder_dim % self.heads:
+            raise ConfigError(f"model.heads: expected a divisor of dim={self.dim} and "
+                              f"decoder_dim={self.decoder_dim}, got {self.heads}")
+        if self.geometry not in GEOMETRIES:
+            raise ConfigError(f"model.geometry: expected one of {', '.join(GEOMETRIES)}, got {self.geometry!r}")
+        if not 0.0 <= self.cc_weight <= 1.0:
+            raise ConfigError(f"model.cc_weight: expected a number in [0, 1], got {self.cc_weight!r}")
+        if self.cc_similarity not in CC_SIMILARITIES:
+            raise ConfigError(f"model.cc_similarity: expected one of {', '.join(CC_SIMILARITIES)}, "
+                              f"got {self.cc_similarity!r}")
+        if not self.cc_temperature > 0:
+            raise ConfigError(f"model.cc_temperature: expected a positive number, got {self.cc_temperature!r}")
+        if not 0.0 < self.ball_eps < 1.0:
+            raise ConfigError(f"model.ball_eps: expected a number in (0, 1), got {self.ball_eps!r}")
+        if self.clip_radius is not None and not self.clip_radius > 0:
+            raise ConfigError(f"model.clip_radius: expected a positive number or null, got {self.clip_radius!r}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ConfigError(f"model.drop_path: expected a number in [0, 1), got {self.drop_path!r}")
+
+    @property
+    def num_patches(self) -> int:
+        return self.num_frames // self.t_patch
+
+    @property
+    def num_tokens_joints(self) -> int:
+        from hacm.skeleton import joint_set   # numpy: not on the import path of the CLI
+
+        return len(joint_set(self.prune))
 
 
 @dataclass
@@ -203,7 +327,8 @@ def _build_section(cls, values: dict, prefix: str):
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in values if k not in names]
     if unknown:
-        raise ConfigError(f"unknown key {prefix}.{unknown[0]}; allowed keys in {prefix}: "
+        hint = did_you_mean(f"{prefix}.{unknown[0]}", [f"{prefix}.{n}" for n in names])
+        raise ConfigError(f"unknown key {prefix}.{unknown[0]}{hint}; allowed keys in {prefix}: "
                           f"{', '.join(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in values.items()}
     try:
@@ -220,18 +345,39 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
-def from_dict(d: dict) -> RunConfig:
-    """A nested hacm config dict -> RunConfig, with the protocol's defaults underneath."""
+def _clamp_warmup(merged: dict, notes: list[str] | None) -> None:
+    """A run shortened below its warmup (`--set train.epochs=1` on a config with 20 warmup epochs)
+    warms up over all its epochs instead of failing; the note (or a warning) names both keys."""
+    t = merged.get("train")
+    if not isinstance(t, dict):
+        return
+    epochs, warmup = t.get("epochs"), t.get("warmup_epochs")
+    if isinstance(epochs, int) and isinstance(warmup, int) and 0 <= epochs < warmup:
+        t["warmup_epochs"] = epochs
+        note = (f"train.warmup_epochs ({warmup}) is more than train.epochs ({epochs}): "
+                f"warmup clamped to train.epochs")
+        if notes is None:
+            warnings.warn(note, stacklevel=4)   # the caller of load_config
+        else:
+            notes.append(note)
+
+
+def from_dict(d: dict, notes: list[str] | None = None) -> RunConfig:
+    """A nested hacm config dict -> RunConfig, with the protocol's defaults underneath.
+
+    Adjustments taken (a warmup clamped to the epoch count) go to `notes`, or are warned when None."""
     if not isinstance(d, dict):
         raise ConfigError(f"expected a mapping at the top level, got {type(d).__name__}")
     allowed = ["protocol", *SECTIONS]
     unknown = [k for k in d if k not in allowed]
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]}; allowed top-level keys: {', '.join(allowed)}")
+        raise ConfigError(f"unknown key {unknown[0]}{did_you_mean(unknown[0], allowed)}; "
+                          f"allowed top-level keys: {', '.join(allowed)}")
     protocol = d.get("protocol", "pretrain")
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     merged = _deep_merge(protocol_defaults(protocol), d)
+    _clamp_warmup(merged, notes)
     sections = {name: _build_section(cls, merged.get(name) or {}, name)
                 for name, cls in SECTIONS.items()}
     return RunConfig(protocol=protocol, **sections)
@@ -347,8 +493,22 @@ def resolve_config_path(name: str | Path) -> Path:
     shipped = PACKAGE_CONFIG_DIR / (p.name if p.suffix in (".yaml", ".yml") else p.name + ".yaml")
     if p.parent == Path(".") and shipped.exists():
         return shipped
-    available = ", ".join(sorted(q.stem for q in PACKAGE_CONFIG_DIR.glob("*.yaml")))
-    raise ConfigError(f"{name}: no such config file (shipped configs: {available})")
+    shipped_names = sorted(shipped_configs())
+    hint = did_you_mean(p.stem, shipped_names)
+    raise ConfigError(f"{name}: no such config file{hint}; " + ("`hacm config list` lists the shipped configs" if hint
+                      else f"shipped configs (`hacm config list` describes them): {', '.join(shipped_names)}"))
+
+
+def shipped_configs() -> dict[str, str]:
+    """Name -> one-line description of every config shipped in hacm/configs (from its first comment line)."""
+    out = {}
+    for path in sorted(PACKAGE_CONFIG_DIR.glob("*.yaml")):
+        with path.open() as f:
+            first = f.readline().strip()
+        # "# hacm config (HA-CM pre-training, ntu60-xsub). Run: hacm ..." -> "HA-CM pre-training, ntu60-xsub"
+        text = first.lstrip("#").strip().removeprefix("hacm config").split(" Run:")[0]
+        out[path.stem] = text.replace("(", "", 1).replace(")", "", 1).strip().rstrip(".") if first.startswith("#") else ""
+    return out
 
 
 def read_yaml(path: Path):
@@ -371,15 +531,15 @@ def load_config(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] =
     """Read a hacm or authors' (MAMP / HA-CM) YAML file, apply overrides (`--set` texts or a
     {"a.b": value} mapping), validate.
 
-    Decisions taken while mapping the authors' keys are appended to `notes` when given.
+    Decisions taken while mapping the authors' keys, and adjustments (a warmup clamped to a shorter
+    run), are appended to `notes` when given; without `notes` the adjustments are warned.
     """
     path = resolve_config_path(path)
     raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    sink = notes if notes is not None else []
     try:
-        d = upstream.to_hacm(raw, sink, path) if upstream.is_upstream(raw) else raw
-        return from_dict(apply_overrides(d, overrides))
+        d = upstream.to_hacm(raw, notes if notes is not None else [], path) if upstream.is_upstream(raw) else raw
+        return from_dict(apply_overrides(d, overrides), notes)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -18,3 +18,11 @@ class FormatError(HacmError):
 
 class ConfigError(HacmError):
     """A config key, value or type that hacm cannot honour."""
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean X?)' naming the closest of `choices` to a mistyped `word`, or '' if none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -36,11 +36,10 @@ from geoopt.manifolds.lorentz import math as lorentz_math
 from geoopt.manifolds.stereographic import math as ball_math
 from torch import Tensor
 
+from .config import DEFAULT_BALL_EPS, GEOMETRIES
 from .errors import ConfigError
 
-GEOMETRIES = ("poincare", "euclidean")
 RELEASE_BALL_EPS = 1e-5      # the authors' projection: norm >= 1 rescaled to 1 - 1e-5
-DEFAULT_BALL_EPS = 1e-12     # float64 resolves radii this close to the rim
 
 
 class Geometry(Protocol):

@@ -6,10 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import CC_SIMILARITIES
 from .distributed import gather_rows, world_size
 from .errors import ConfigError
-
-CC_SIMILARITIES = ("cosine", "release")
 
 
 def _at_least_float32(x: Tensor) -> Tensor:

@@ -25,65 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# The schema (and its allowed values) lives in hacm.config, importable without torch; hacm.viz
+# reads STRATEGIES here.
+from .config import ATTENTION_VARIANTS, NORMALISATIONS, STRATEGIES, MaskingConfig  # noqa: F401
 from .errors import ConfigError
 from .geometry import Geometry
-
-STRATEGIES = ("hacm", "spatial_only", "temporal_only", "motion", "random")
-ATTENTION_VARIANTS = ("standard", "release")
-NORMALISATIONS = ("standard", "release")
-
-# What a strategy means when a key is not given: a strategy name brings its method's settings, so
-# "motion" is MAMP (masks the high-motion tokens over all patches, MAMP's normalisation) and
-# "random" is MAE (one branch), not HA-CM's settings with another criterion.
-STRATEGY_DEFAULTS = {
-    "hacm": dict(keep_high=True, cross_grouping=True, normalise="standard"),
-    "spatial_only": dict(keep_high=True, cross_grouping=True, normalise="standard"),
-    "temporal_only": dict(keep_high=True, cross_grouping=True, normalise="standard"),
-    "motion": dict(keep_high=False, cross_grouping=False, normalise="release"),
-    "random": dict(keep_high=True, cross_grouping=False, normalise="release"),
-}
-
-
-@dataclass
-class MaskingConfig:
-    strategy: str = "hacm"        # hacm | spatial_only | temporal_only | motion | random
-    mask_ratio: float = 0.9
-    tau: float = 0.9
-    # None: the strategy's own value (STRATEGY_DEFAULTS)
-    keep_high: bool | None = None        # keep high-score tokens (HA-CM release); False masks them (MAMP)
-    cross_grouping: bool | None = None   # odd/even time-patch branches; off -> one branch over all patches
-    normalise: str | None = None         # standard: (s - mean) / std / tau | release: s / (tau * max|s|)
-    attention: str = "standard"   # standard (softmax over time, 1/sqrt(d)) | release (softmax over joints, *sqrt(d))
-    parent_weight: float = 0.01
-
-    def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"masking.strategy: expected one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        for key, value in STRATEGY_DEFAULTS[self.strategy].items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        if self.attention not in ATTENTION_VARIANTS:
-            raise ConfigError(f"masking.attention: expected one of {', '.join(ATTENTION_VARIANTS)}, "
-                              f"got {self.attention!r}")
-        if self.normalise not in NORMALISATIONS:
-            raise ConfigError(f"masking.normalise: expected one of {', '.join(NORMALISATIONS)}, "
-                              f"got {self.normalise!r}")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ConfigError(f"masking.mask_ratio: expected a number in [0, 1), got {self.mask_ratio!r}")
-        if not self.tau > 0:
-            raise ConfigError(f"masking.tau: expected a positive number, got {self.tau!r}")
-        if self.strategy == "hacm" and not self.cross_grouping:
-            raise ConfigError("masking.strategy 'hacm' needs cross_grouping: true (its two criteria are "
-                              "the two branches); use spatial_only or temporal_only for one criterion")
-
-    def branch_criteria(self) -> tuple[str, ...]:
-        """The criterion of each branch, in branch order (temporal/even first, spatial/odd second)."""
-        single = {"spatial_only": "hierarchy", "temporal_only": "attention",
-                  "motion": "motion", "random": "random"}
-        if self.strategy == "hacm":
-            return ("attention", "hierarchy")
-        return (single[self.strategy],) * (2 if self.cross_grouping else 1)
-
 
 # ---------------------------------------------------------------------------------------------
 # Grouping and bookkeeping

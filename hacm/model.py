@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import losses
+from .config import MaskingConfig, ModelConfig
 from .errors import ConfigError, HacmError
-from .geometry import DEFAULT_BALL_EPS, GEOMETRIES, make_geometry
+from .geometry import make_geometry
 from .masking import (
     MaskInfo,
-    MaskingConfig,
     TemporalProjections,
     branch_patches,
     draw_masks,
@@ -31,65 +31,6 @@ from .masking import (
 from .skeleton import NUM_JOINTS, TRUNK_JOINTS, joint_set
 
 HEADS = ("linprobe", "finetune")   # the classifier heads of the downstream protocols
-
-
-@dataclass
-class ModelConfig:
-    num_frames: int = 72
-    t_patch: int = 3
-    prune: bool = True              # 18 token joints (trunk joints become parents) or all 25
-    dim_in: int = 3
-    dim: int = 256
-    depth: int = 8
-    heads: int = 8
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    decoder_dim: int = 256
-    decoder_depth: int = 3
-    drop_path: float = 0.0
-    geometry: str = "poincare"      # poincare | euclidean: where tokens live before the blocks
-    curvature: float = 1.0
-    ball_eps: float = DEFAULT_BALL_EPS   # projection margin inside the rim (release: 1e-5); see geometry.py
-    clip_radius: float | None = None     # feature clipping of |e| before the map (Guo et al. 2022); None = off
-    motion_expmap: bool = True      # pass the motion target through expmap0 (release) or not
-    cc_weight: float = 0.5          # alpha in alpha*L_cc + (1-alpha)*L_rec ; 0 disables cross-contrast
-    cc_similarity: str = "cosine"   # cosine (/ cc_temperature) | release (raw dot products: saturated)
-    cc_temperature: float = 0.1     # softmax temperature of the cosine cross-contrast
-    cc_odd_even_term: bool = False  # the release's third (odd vs even) similarity term
-
-    def __post_init__(self):
-        for name in ("num_frames", "t_patch", "dim_in", "dim", "depth", "heads", "decoder_dim"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
-                raise ConfigError(f"model.{name}: expected a positive integer, got {getattr(self, name)!r}")
-        if self.num_frames % self.t_patch:
-            raise ConfigError(f"model.num_frames: expected a multiple of t_patch={self.t_patch}, "
-                              f"got {self.num_frames}")
-        if self.dim % self.heads or self.decoder_dim % self.heads:
-            raise ConfigError(f"model.heads: expected a divisor of dim={self.dim} and "
-                              f"decoder_dim={self.decoder_dim}, got {self.heads}")
-        if self.geometry not in GEOMETRIES:
-            raise ConfigError(f"model.geometry: expected one of {', '.join(GEOMETRIES)}, got {self.geometry!r}")
-        if not 0.0 <= self.cc_weight <= 1.0:
-            raise ConfigError(f"model.cc_weight: expected a number in [0, 1], got {self.cc_weight!r}")
-        if self.cc_similarity not in losses.CC_SIMILARITIES:
-            raise ConfigError(f"model.cc_similarity: expected one of {', '.join(losses.CC_SIMILARITIES)}, "
-                              f"got {self.cc_similarity!r}")
-        if not self.cc_temperature > 0:
-            raise ConfigError(f"model.cc_temperature: expected a positive number, got {self.cc_temperature!r}")
-        if not 0.0 < self.ball_eps < 1.0:
-            raise ConfigError(f"model.ball_eps: expected a number in (0, 1), got {self.ball_eps!r}")
-        if self.clip_radius is not None and not self.clip_radius > 0:
-            raise ConfigError(f"model.clip_radius: expected a positive number or null, got {self.clip_radius!r}")
-        if not 0.0 <= self.drop_path < 1.0:
-            raise ConfigError(f"model.drop_path: expected a number in [0, 1), got {self.drop_path!r}")
-
-    @property
-    def num_patches(self) -> int:
-        return self.num_frames // self.t_patch
-
-    @property
-    def num_tokens_joints(self) -> int:
-        return len(joint_set(self.prune))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -185,7 +185,10 @@ def test_round_trip_and_protocol_defaults():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("train:\n  epoch: 3\n", "unknown key train.epoch; allowed keys in train: epochs, warmup_epochs"),
+    ("train:\n  epoch: 3\n", "unknown key train.epoch (did you mean train.epochs?); allowed keys in train: "
+                            "epochs, warmup_epochs"),
+    ("trian:\n  epochs: 3\n", "unknown key trian (did you mean train?); allowed top-level keys"),
+    ("masking:\n  tua: 3\n", "unknown key masking.tua (did you mean masking.tau?)"),
     ("optim:\n  lr: 1\n", "unknown key optim; allowed top-level keys: protocol, data, model, masking, train, knn"),
     ("train:\n  epochs: ten\n", "train.epochs: expected an integer, got 'ten' (str)"),
     ("train:\n  epochs: 2.5\n", "train.epochs: expected an integer, got 2.5 (float)"),
@@ -198,7 +201,6 @@ def test_round_trip_and_protocol_defaults():
     ("train:\n  betas: [0.9]\n", "train.betas: expected a list of 2 a number/a number, got [0.9]"),
     ("protocol: distill\n", "protocol: expected one of pretrain, linprobe, finetune, knn, got 'distill'"),
     ("data:\n  window_size: 60\n", "data.window_size (60) must equal model.num_frames (72)"),
-    ("train:\n  warmup_epochs: 50\n  epochs: 10\n", "train.warmup_epochs (50) exceeds train.epochs (10)"),
     ("data:\n  subset_fraction: 0\n", "data.subset_fraction: expected a fraction in (0, 1]"),
     ("data: [1, 2]\n", "data: expected a mapping of keys"),
     ("train:\n  lr: 1\n  epochs: [3\nmodel: {}\n", "c.yaml:4: not valid YAML"),
@@ -236,7 +238,7 @@ def test_overrides():
     assert cfg.data.p_interval_train == (0.8, 1.0) and cfg.train.pretrained is None
     with pytest.raises(ConfigError, match="expected key=value"):
         apply_overrides({}, ["train.epochs"])
-    with pytest.raises(ConfigError, match="unknown key train.epoch;"):
+    with pytest.raises(ConfigError, match=r"unknown key train.epoch \(did you mean train.epochs\?\);"):
         from_dict(apply_overrides({}, ["train.epoch=3"]))
     with pytest.raises(ConfigError, match="protocol is not a section"):
         apply_overrides({"protocol": "knn"}, ["protocol.x=1"])

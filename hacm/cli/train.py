@@ -1,4 +1,6 @@
-"""`hacm pretrain|linprobe|finetune|knn` and `hacm config check`."""
+"""`hacm pretrain|linprobe|finetune|knn` and `hacm config list|show|check`.
+
+Configs are read and checked before torch is imported, so a config error answers at once."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from hacm.config import load_config, to_yaml
+from hacm.config import load_config, shipped_configs, to_yaml
 from hacm.errors import ConfigError, HacmError
 
 PROTOCOL_HELP = {
@@ -29,10 +31,20 @@ def register(subparsers) -> None:
         p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<protocol>-<config name>)")
         if protocol != "knn":
             p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
+        p.add_argument("--dry-run", action="store_true",
+                       help="check the config and print it with the run directory; train nothing")
         p.set_defaults(func=_run_protocol, protocol=protocol)
 
-    config = subparsers.add_parser("config", help="inspect configuration files")
+    config = subparsers.add_parser("config", help="list, show and check configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    listing = config_sub.add_parser("list", help="the configs shipped with hacm, one line each")
+    listing.set_defaults(func=_list)
+    show = config_sub.add_parser("show", help="print a config resolved (protocol defaults, file, --set)",
+                                 description="Print the resolved YAML of a shipped config name or a file, "
+                                             "with the notes taken while reading it.")
+    show.add_argument("name", metavar="NAME", help="a shipped config name (`hacm config list`) or a file")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    show.set_defaults(func=_show)
     check = config_sub.add_parser("check", help="resolve config files (or every *.yaml under a directory)",
                                   description="Resolve each file, print the resolved config and notes, "
                                               "or one error line; exit 1 if any file failed.")
@@ -47,17 +59,30 @@ def _print_notes(notes: list[str], stream) -> None:
         print(f"# note: {note}", file=stream)
 
 
-def _run_protocol(args: argparse.Namespace) -> int:
-    from hacm import train   # torch and the models load only when a run starts
+def _load_for(protocol: str, name: str, overrides: list[str], notes: list[str]):
+    """The config of a `hacm PROTOCOL` run. kNN has no configs of its own: it reads the data and
+    encoder settings of any config (as the notebooks do), so `hacm knn` runs one as protocol knn."""
+    cfg = load_config(name, overrides, notes)
+    if protocol == "knn" and cfg.protocol != "knn" and not any(o.startswith("protocol=") for o in overrides):
+        notes.append(f"{name} is a {cfg.protocol} config: kNN reads its data and model settings")
+        cfg = load_config(name, ["protocol=knn", *overrides])
+    return cfg
 
+
+def _run_protocol(args: argparse.Namespace) -> int:
     notes: list[str] = []
-    cfg = load_config(args.config, args.overrides, notes)
+    cfg = _load_for(args.protocol, args.config, args.overrides, notes)
     if cfg.protocol != args.protocol:
         raise ConfigError(f"{args.config}: is a {cfg.protocol} config; run `hacm {cfg.protocol}` "
                           f"(or --set protocol={args.protocol})")
     _print_notes(notes, sys.stderr)
-    logging.basicConfig(level=logging.INFO, format="hacm: %(message)s")
     out = Path(args.out) if args.out else Path("runs") / f"{args.protocol}-{Path(args.config).stem}"
+    if args.dry_run:
+        print(f"# hacm {args.protocol} would write {out}\n{to_yaml(cfg)}")
+        return 0
+    from hacm import train   # torch and the models load only once the config is known to be good
+
+    logging.basicConfig(level=logging.INFO, format="hacm: %(message)s")
     summary = train.run(cfg, out, resume=getattr(args, "resume", False))
     if summary and os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 reports
         print(json.dumps({"run_dir": str(out), **summary}, indent=2))
@@ -89,8 +114,29 @@ def _check(args: argparse.Namespace) -> int:
         if args.quiet:
             print(f"ok: {path} ({cfg.protocol}, {len(notes)} notes)")
             continue
-        print(f"# {path}")
-        _print_notes(notes, sys.stdout)
-        print(to_yaml(cfg))
+        _print_resolved(path, cfg, notes)
     print(f"{len(files) - failed} of {len(files)} config files resolved", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _print_resolved(path, cfg, notes: list[str]) -> None:
+    print(f"# {path}")
+    _print_notes(notes, sys.stdout)
+    print(to_yaml(cfg))
+
+
+def _list(args: argparse.Namespace) -> int:
+    configs = shipped_configs()
+    width = max(map(len, configs))
+    for name, description in configs.items():
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from hacm.config import resolve_config_path
+
+    notes: list[str] = []
+    cfg = load_config(args.name, args.overrides, notes)
+    _print_resolved(resolve_config_path(args.name), cfg, notes)
+    return 0
