@@ -9,10 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import hacm
+import hacm.report
+from hacm import machine
 from hacm.cli import build_parser, main
+from hacm.errors import HacmError
 from hacm.config import PACKAGE_CONFIG_DIR, from_dict, load_config, shipped_configs
 from test_train import make_toy_store
 
@@ -160,3 +164,15 @@ def test_every_readme_command_is_accepted(argv, capsys, monkeypatch):
         assert main(argv) == 0, capsys.readouterr()
     elif argv[0] == "report":
         assert args.batch.is_file()
+
+
+def test_a_batch_states_its_machine_first(capsys, monkeypatch):
+    def stop(*args, **kwargs):
+        raise HacmError("stopped before the first job")
+
+    monkeypatch.setattr(hacm.report, "run_batch", stop)
+    assert main(["report", str(REPO / "reports" / "batches" / "demo.yaml")]) == 2
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"machine: {machine.describe()}"
+    assert f"{torch.get_num_threads()} threads" in first and machine.cpu_model() in first
+    assert ("no GPU" in first) != torch.cuda.is_available()

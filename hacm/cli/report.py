@@ -26,8 +26,10 @@ def register(subparsers) -> None:
 
 
 def _run(batch: Path, out: Path | None, force: bool) -> int:
+    from hacm import machine
     from hacm.report import run_batch
 
+    print(f"machine: {machine.describe()}", flush=True)   # what the times below were measured on
     result = run_batch(batch, out_dir=out, force=force)
     width = max(len(j.name) for j in result.jobs)
     for job in result.jobs:
