@@ -3,23 +3,38 @@
 A notebook of notebooks/ receives `report_dir` (papermill fills it in a batch) and writes its
 figures and `summary.json` there; the report's index page reads the summary. Runs go through
 `train_or_read`, so re-executing a notebook reads the runs it already finished.
+
+Where the data is: every notebook that reads a store has a `store` parameter; empty means
+`default_store()`, the synthetic store under the data root ($HACM_DATA, else `data/` of the hacm
+checkout: `data/synth/store`, where the README's `hacm data ntu` example writes it). The
+data_overview notebook generates the synthetic dataset there when it is missing, so the chain
+data_overview -> pretrain -> evaluate works with every parameter left at its default.
+
+Importing this module makes a HacmError raised in a notebook cell show as one line naming what to
+change, without hacm's internal traceback (`show_errors_briefly`).
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Mapping
 
 from hacm import rundir, train
-from hacm.config import RunConfig
+from hacm.config import RunConfig, load_config
 from hacm.data.convert import convert_ntu
 from hacm.data.dataset import SkeletonDataset
-from hacm.data.store import Store
+from hacm.data.store import META_FILE, Store
 from hacm.data.synth import write_synthetic
 from hacm.datasets import make_dataset
 from hacm.errors import HacmError
 from hacm.fileio import make_dir, write_text_atomic
 
+DATA_ENV = "HACM_DATA"
+CHECKOUT = Path(__file__).resolve().parents[1]
+STORE_EXAMPLE = "reports/demo/data/store"     # what `hacm demo` writes
 RESUME_CHOICES = ("auto", True, False)
 
 
@@ -46,22 +61,43 @@ def write_summary(report_dir: str | Path, values: dict) -> Path:
     return path
 
 
-def train_or_read(cfg: RunConfig, run_dir: str | Path, *, resume: str | bool = "auto") -> rundir.Run:
+def train_or_read(cfg: RunConfig, run_dir: str | Path, *, resume: str | bool = "auto",
+                  overwrite: bool = False) -> rundir.Run:
     """The run of `cfg` in run_dir: read when it finished, continued when it stopped early, else run.
 
     resume="auto" does that; True only continues an existing run; False only starts a new one (an
-    existing run is then an error, as on the command line). A run of another config in run_dir is
-    an error naming the keys that differ.
+    existing run is then an error). overwrite=True first deletes the run in run_dir, so it is trained
+    again from scratch. A run of another config in run_dir is an error naming the keys that differ.
+    Errors name the notebook parameters to change (resume, overwrite, run_dir).
     """
     if resume not in RESUME_CHOICES:
         raise HacmError(f"resume: expected one of {RESUME_CHOICES}, got {resume!r}")
     run_dir = Path(run_dir)
+    if overwrite:
+        _delete_run(run_dir)
     partial = (run_dir / "checkpoints" / "last.pt").is_file()
+    done = rundir.finished(run_dir, cfg, advice="set overwrite=True to replace it, or run_dir to another directory")
+    if resume is True and not partial:
+        raise HacmError(f"run_dir {run_dir}: holds no run to continue (no checkpoints/last.pt); "
+                        "set resume='auto' to start one")
+    if resume is False and (partial or done):
+        raise HacmError(f"run_dir {run_dir}: already holds a run; set resume='auto' to continue or read it, "
+                        "or overwrite=True to replace it")
     if resume != "auto":
         train.run(cfg, run_dir, resume=resume)
-    elif not rundir.finished(run_dir, cfg):
+    elif not done:
         train.run(cfg, run_dir, resume=partial)
     return rundir.load_run(run_dir)
+
+
+def _delete_run(run_dir: Path) -> None:
+    """Delete a run directory, refusing a directory that is not one (overwrite must not eat other files)."""
+    if not run_dir.exists():
+        return
+    if not (run_dir / rundir.CONFIG_FILE).is_file():
+        raise HacmError(f"run_dir {run_dir}: overwrite=True deletes run directories only, and this one holds no "
+                        f"{rundir.CONFIG_FILE}; set run_dir to a run directory or a new one")
+    shutil.rmtree(run_dir)
 
 
 def test_set(cfg: RunConfig) -> SkeletonDataset:
@@ -69,13 +105,75 @@ def test_set(cfg: RunConfig) -> SkeletonDataset:
     return make_dataset(cfg, None, "test", augment=False)
 
 
-def open_store(path: str | Path) -> Store:
-    return Store.open(path)
+def data_root() -> Path:
+    """Where notebooks keep datasets: $HACM_DATA, else data/ of the hacm checkout."""
+    return Path(os.environ.get(DATA_ENV) or CHECKOUT / "data")
 
 
-def synthetic_store(out_dir: str | Path, **synth) -> Path:
-    """Generate the synthetic dataset (hacm.data.synth.write_synthetic keywords) and convert it to
-    out_dir/store with the NTU pipeline; the raw files are a temporary intermediate."""
+def default_store() -> Path:
+    """The store a notebook reads when its `store` parameter is empty: <data_root>/synth/store."""
+    return data_root() / "synth" / "store"
+
+
+def is_store(path: str | Path) -> bool:
+    return (Path(path) / META_FILE).is_file()
+
+
+def store_path(store: str | Path = "") -> Path:
+    """The store a notebook reads: `store`, or default_store() when empty. A relative path under data/
+    (as the shipped configs name their stores) that is not found from the current directory is read
+    from the data root, so `data/synth/store` means default_store(). HacmError naming the notebook
+    parameter `store` when no store is there."""
+    path = Path(store) if store else default_store()
+    if not is_store(path) and not path.is_absolute() and path.parts[:1] == ("data",):
+        path = data_root().joinpath(*path.parts[1:])
+    if not is_store(path):
+        found = "is not a hacm store" if path.exists() else "does not exist"
+        raise HacmError(f"store: {path} {found}; set `store` to a store directory, e.g. {STORE_EXAMPLE} "
+                        f"(the data_overview notebook writes the synthetic store to {default_store()})")
+    return path
+
+
+def with_store(config: str | Path, overrides: Mapping[str, Any] | None, store: str | Path = "") -> dict:
+    """`overrides` plus the checked data.store (store_path) of a run of `config`: `store` if given, else
+    the overrides' data.store, else the config's own."""
+    overrides = dict(overrides or {})
+    chosen = store or overrides.get("data.store") or load_config(config, overrides).data.store
+    return {**overrides, "data.store": str(store_path(chosen))}
+
+
+def open_store(path: str | Path = "") -> Store:
+    return Store.open(store_path(path))
+
+
+def synthetic_store(store_dir: str | Path, **synth) -> Path:
+    """Generate the synthetic dataset (hacm.data.synth.write_synthetic keywords) and convert it into the
+    store store_dir with the NTU pipeline; the raw files are a temporary intermediate."""
     with tempfile.TemporaryDirectory() as raw:
         write_synthetic(raw, **synth)
-        return convert_ntu(raw, Path(out_dir) / "store").store_path
+        return convert_ntu(raw, Path(store_dir)).store_path
+
+
+def show_errors_briefly(shell=None) -> bool:
+    """In an IPython kernel, show a HacmError as one line (what to change), not hacm's traceback.
+
+    The cell still fails (papermill and "run all" stop there). Returns whether a shell was found."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None:
+        return False
+
+    def one_line(shell, etype, value, tb, tb_offset=None):
+        stb = [f"{etype.__name__}: {value}"]
+        shell._showtraceback(etype, value, stb)   # IPython's (and ipykernel's) display of an error
+        return stb
+
+    shell.set_custom_exc((HacmError,), one_line)
+    return True
+
+
+show_errors_briefly()

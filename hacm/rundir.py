@@ -197,15 +197,14 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(run_dir, load_config(run_dir / CONFIG_FILE), read_metrics(run_dir), summary, checkpoints)
 
 
-def finished(run_dir: str | Path, cfg: RunConfig) -> bool:
+def finished(run_dir: str | Path, cfg: RunConfig, advice: str = "choose another directory or delete it") -> bool:
     """True when run_dir holds a finished run of exactly `cfg`; False when it holds no run (or one
     that stopped before the end: resume it); HacmError when it holds a run of another config, naming
-    the keys that differ (results of different settings must never be mixed up)."""
+    the keys that differ (results of different settings must never be mixed up) and `advice`."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         return False
     diff = _changed(to_dict(load_config(run_dir / CONFIG_FILE)), to_dict(cfg), _PLACEMENT_KEYS)
     if diff:
-        raise HacmError(f"{run_dir}: holds a run with another config ({', '.join(diff)} differ); "
-                        "choose another directory or delete it")
+        raise HacmError(f"{run_dir}: holds a run with another config ({', '.join(diff)} differ); {advice}")
     return (run_dir / SUMMARY_FILE).is_file()

@@ -17,7 +17,7 @@ from papermill.translators import PythonTranslator
 from test_evaluate import brute_force_knn
 
 from hacm import evaluate as ev
-from hacm import rundir
+from hacm import notebook, rundir
 from hacm.data.store import Store
 from hacm.datasets import make_dataset
 from hacm.report import notebook_parameters
@@ -47,22 +47,32 @@ def execute(name: str, out: Path, **parameters) -> dict | None:
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
+def data_root(tmp_path_factory):
+    """HACM_DATA for the session's kernels: data_overview and pretrain meet at its default store."""
+    root = tmp_path_factory.mktemp("data_root")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(notebook.DATA_ENV, str(root))
+        yield root
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("data")
     summary = execute("data_overview", out, synth_performers=3, synth_replications=1, synth_classes=CLASSES,
-                      animate=[0])
+                      animate=[0])   # `store` left empty: the default store is generated
     return out, summary
 
 
 @pytest.fixture(scope="session")
-def store(data_dir):
-    return str(data_dir[0] / "store")
+def store(data_dir, data_root):
+    return str(data_root / "synth" / "store")
 
 
 @pytest.fixture(scope="session")
 def pretrained(tmp_path_factory, store):
     out = tmp_path_factory.mktemp("pretrain")
-    summary = execute("pretrain", out, overrides={"data.store": store, **TINY_MODEL, **TINY_TRAIN})
+    # no store given: synth_pretrain's data/synth/store is read from the data root, where data_overview wrote
+    summary = execute("pretrain", out, overrides={**TINY_MODEL, **TINY_TRAIN})
     return out, summary
 
 
@@ -84,17 +94,19 @@ def test_notebooks_are_committed_clean():
                 assert cell.outputs == [] and cell.execution_count is None, name
 
 
-def test_data_overview(data_dir):
+def test_data_overview(data_dir, store):
     out, summary = data_dir
+    assert summary["store"] == store
     assert summary["clips"] == CLIPS and summary["classes"] == len(CLASSES)
     assert summary["train"] + summary["test"] == CLIPS and summary["test"] == CLIPS // 3
     for fig in ("classes", "skeleton_0"):
         assert (out / f"{fig}.html").is_file()
 
 
-def test_pretrain(pretrained):
+def test_pretrain(pretrained, store):
     out, summary = pretrained
     run = rundir.load_run(out / "run")
+    assert run.config.data.store == store                  # the store data_overview wrote
     assert summary["epochs"] == 1 and math.isfinite(summary["final_loss"])
     assert summary["final_loss"] == run.summary["loss"] == run.rows("epoch")[-1]["loss"]
     # masked_mse is the reconstruction loss of test clip 0 (the notebook's `sample`) under the run's
@@ -106,6 +118,17 @@ def test_pretrain(pretrained):
     assert summary["masked_mse"] == pytest.approx(rec.loss_rec.item(), rel=1e-5)
     assert (out / "run" / "checkpoints" / "last.pt").is_file()
     assert (out / "loss_lr.png").is_file() and (out / "reconstruction.png").is_file()
+
+
+def test_a_missing_store_fails_in_one_line_naming_the_parameter(tmp_path):
+    from papermill.exceptions import PapermillExecutionError
+
+    with pytest.raises(PapermillExecutionError) as err:
+        execute("pretrain", tmp_path, store=str(tmp_path / "nowhere"))
+    assert err.value.ename == "HacmError"
+    assert err.value.evalue.startswith(f"store: {tmp_path / 'nowhere'} does not exist; set `store` to a store "
+                                       "directory, e.g. reports/demo/data/store")
+    assert err.value.traceback == [f"HacmError: {err.value.evalue}"]    # no hacm internals shown
 
 
 @pytest.fixture(scope="session")
