@@ -4,15 +4,18 @@ A run is described by one `RunConfig`:
 
     protocol: pretrain | linprobe | finetune | knn
     data:     DataConfig    (store, benchmark, augmentation, semi-supervised subset)
-    model:    ModelConfig   (hacm.model: encoder/decoder shapes, geometry, loss weights)
-    masking:  MaskingConfig (hacm.masking: strategy, ratio, tau, ...)
+    model:    ModelConfig   (read by hacm.model: encoder/decoder shapes, geometry, loss weights)
+    masking:  MaskingConfig (read by hacm.masking: strategy, ratio, tau, ...)
     train:    TrainConfig   (optimiser, schedule, precision, checkpoints, device)
     knn:      KnnConfig     (k values and temperature of the kNN evaluation)
 
 Every protocol starts from its paper defaults (`protocol_defaults`; docs/method.md, downstream
 protocols), the file's values go on top, and `--set a.b=value` overrides go on top of that. Every key is checked:
 an unknown key or a value of the wrong type raises `ConfigError` naming the full dotted key and
-what is allowed.
+what is allowed, with the closest valid key when one is close ("did you mean train.epochs?").
+
+All sections are defined here and this module imports neither torch nor numpy, so that reading and
+checking a config (every command-line error included) answers at once.
 
 Two file formats are read, told apart by their keys:
 - hacm YAML: nested sections as above (`hacm/configs/*.yaml`).

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -80,6 +79,8 @@ def _run_protocol(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"# hacm {args.protocol} would write {out}\n{to_yaml(cfg)}")
         return 0
+    import logging
+
     from hacm import train   # torch and the models load only once the config is known to be good
 
     logging.basicConfig(level=logging.INFO, format="hacm: %(message)s")
