@@ -38,23 +38,29 @@ def per_class_accuracy(cm, class_names: Sequence[str]) -> dict[str, float]:
 
 def per_class_accuracy_figure(cm, class_names: Sequence[str], *, compare=None, labels: Sequence[str] = ("run", "other"),
                               title: str = "Per-class accuracy") -> Figure:
-    """Horizontal bars of per-class accuracy (sorted, worst at the bottom); `compare` adds a second run's cm."""
+    """Horizontal bars of per-class accuracy (sorted, worst at the bottom); `compare` adds a second run's cm.
+
+    Each class is labelled with its number of test clips (the row sum of `cm`), and the title says
+    how many that is per class; the legend sits above the bars, never over them."""
     acc = np.array(list(per_class_accuracy(cm, class_names).values()))
+    clips = _check_cm(cm, class_names).sum(1).astype(int)
     order = np.argsort(np.nan_to_num(acc, nan=-1.0))
-    fig, ax = subplots(figsize=(7, max(3.0, 0.22 * len(class_names) + 1)))
+    fig, ax = subplots(figsize=(7, max(3.0, 0.22 * len(class_names) + 1.4)), layout="constrained")
     y = np.arange(len(class_names))
     h = 0.4 if compare is not None else 0.8
     ax.barh(y + (h / 2 if compare is not None else 0), acc[order], height=h, label=labels[0])
     if compare is not None:
         other = np.array(list(per_class_accuracy(compare, class_names).values()))
         ax.barh(y - h / 2, other[order], height=h, label=labels[1])
-        ax.legend(loc="lower right")
-    ax.set_yticks(y, [class_names[i] for i in order], fontsize=7)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
+    ax.set_yticks(y, [f"{class_names[i]} ({clips[i]})" for i in order], fontsize=7)
     ax.set_xlabel("accuracy (%)")
+    ax.set_ylabel("class (test clips)")
     ax.set_xlim(0, 100)
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title(title)
-    fig.tight_layout()
+    per_class = f"{clips.min()}" if clips.min() == clips.max() else f"{clips.min()}-{clips.max()}"
+    ax.set_title(f"{title}\n{per_class} test clips per class, {clips.sum()} in all", fontsize=10,
+                 pad=18 if compare is not None else 6)
     return fig
 
 
