@@ -76,12 +76,58 @@ class StudyRun:
     extras: dict[str, float] = field(default_factory=dict)   # labelled extras (best epoch on test, losses)
 
 
+def _settings(cfg: RunConfig) -> dict[str, Any]:
+    """Dotted key -> value of a config's sections (the keys of `--set`), without the seed."""
+    return {f"{section}.{key}": value for section, values in to_dict(cfg).items() if isinstance(values, dict)
+            for key, value in values.items() if f"{section}.{key}" != "train.seed"}
+
+
+def _percent(r: stats.ComparisonRow) -> dict[str, Any]:
+    """A comparison row in percent and plain types (summary.json); None where it does not apply."""
+    def pct(x):
+        return None if x is None or np.isnan(x) else round(100 * float(x), 2)
+    return {"mean": pct(r.accuracy), "std": pct(r.std), "ci": [pct(x) for x in r.ci],
+            "difference": pct(r.difference), "difference ci": [pct(x) for x in r.difference_ci or ()] or None,
+            "p holm": r.p_holm, "significant": r.significant, "verdict": r.verdict}
+
+
 @dataclass
 class StudyResult:
     runs: list[StudyRun]
     variants: list[str]
     seeds: list[int]
     test_clips: int
+    # variant -> its pre-training settings (dotted keys, seed left out); None: a random encoder
+    configs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    def config_differences(self) -> dict[str, dict[str, Any]]:
+        """variant -> the pre-training settings in which the pre-trained variants differ; a random
+        encoder is listed as not pre-trained."""
+        trained = [c for c in self.configs.values() if c is not None]
+        keys = sorted({k for c in trained for k in c})
+        differing = [k for k in keys if len({repr(c.get(k)) for c in trained}) > 1]
+        return {v: {k: c.get(k) for k in differing} if c is not None else {"pre-training": "none (random weights)"}
+                for v, c in self.configs.items()}
+
+    def headline(self, reference: str, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+        """The comparison as plain data in percent, for summary.json and the report's headline table:
+        per method and metric the mean, std over seeds, 95 % CI, difference to `reference` with its
+        interval, Holm-adjusted p and verdict; the labelled best-epoch-on-test extra; the config
+        differences between the methods."""
+        metrics = list(metrics or self.metrics())
+        rows = {v: {"method": v, "seeds": len(self.seeds), "test clips": self.test_clips, "metrics": {}}
+                for v in self.variants}
+        for metric in metrics:
+            for r in self.compare(metric, reference):
+                rows[r.method]["metrics"][metric_label(metric)] = _percent(r)
+        for run in self.runs:
+            if "linprobe_best_on_test" in run.extras:
+                rows[run.variant].setdefault("best on test", []).append(100 * run.extras["linprobe_best_on_test"])
+        for row in rows.values():
+            if "best on test" in row:
+                row["best on test"] = round(float(np.mean(row["best on test"])), 2)
+        return {"reference": reference, "metrics": [metric_label(m) for m in metrics], "best on test": BEST_ON_TEST,
+                "rows": list(rows.values()), "config differences": self.config_differences()}
 
     def correct(self, metric: str) -> dict[str, np.ndarray]:
         """variant -> [S, n] per-clip correctness under `metric`, seeds in order."""
@@ -263,4 +309,5 @@ def run_study(variants: Mapping[str, Mapping[str, Any] | None], seeds: Sequence[
     if len(sizes) != 1:
         raise HacmError(f"study: evaluations saw different numbers of test clips ({sorted(sizes)}); "
                         "every run must use the same store and benchmark")
-    return StudyResult(runs, list(variants), list(seeds), sizes.pop())
+    configs = {p.variant: None if p.pretrain is None else _settings(p.pretrain) for p in plans if p.seed == seeds[0]}
+    return StudyResult(runs, list(variants), list(seeds), sizes.pop(), configs)

@@ -2,6 +2,8 @@
 rather than re-run, identical settings shared, and the per-clip statistics of hacm.stats."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -63,6 +65,32 @@ def test_table_carries_spread_intervals_and_verdicts(study):
     assert "significant" in verdict and "pts" in verdict
     # the same runs under two names: exactly no difference
     assert rows["base again"]["kNN-1: vs base"].startswith("+0.0 pts") and "not significant" in rows["base again"]["kNN-1: vs base"]
+
+
+def test_headline_is_plain_percent_data_with_config_differences(study):
+    _, result, _ = study
+    head = result.headline("base")
+    assert head["metrics"] == ["linear probe, last epoch", "kNN-3", "kNN-1"]
+    rows = {r["method"]: r for r in head["rows"]}
+    for name, row in rows.items():
+        probe = row["metrics"]["linear probe, last epoch"]
+        seeds = [100 * r.accuracy["linprobe"] for r in result.runs if r.variant == name]
+        assert probe["mean"] == pytest.approx(np.mean(seeds), abs=0.005)
+        assert probe["ci"][0] <= probe["mean"] <= probe["ci"][1] and row["seeds"] == 2 and row["test clips"] == 24
+        # the extra selected on test is the mean of the runs' best epochs, labelled apart from the last epoch
+        best = [100 * r.extras["linprobe_best_on_test"] for r in result.runs if r.variant == name]
+        assert row["best on test"] == pytest.approx(np.mean(best), abs=0.005)
+    assert rows["base"]["metrics"]["kNN-1"]["significant"] is None
+    again = rows["base again"]["metrics"]["kNN-1"]
+    assert again["difference"] == 0.0 and again["significant"] is False and again["verdict"].startswith("not significant")
+    json.dumps(head)   # summary.json takes it as is
+    # only cc_weight tells the pre-trained variants apart; the random encoder is not pre-trained
+    base_weight = load_run(result.runs[0].dirs["pretrain"]).config.model.cc_weight
+    assert base_weight > 0
+    assert head["config differences"] == {"base": {"model.cc_weight": base_weight},
+                                          "no contrast": {"model.cc_weight": 0.0},
+                                          "base again": {"model.cc_weight": base_weight},
+                                          "random encoder": {"pre-training": "none (random weights)"}}
 
 
 def test_a_finished_study_is_read_not_run_again(study):
