@@ -46,6 +46,13 @@ _LABELS = {"linprobe": "linear probe, last epoch", "finetune": "fine-tune, last 
            "semi": "semi-supervised fine-tune, last epoch"}
 
 
+def table_caption(reference: str) -> str:
+    """What the columns of StudyResult.table mean, for the caption under it."""
+    return (f"± is the spread over seeds: the standard deviation of the per-seed accuracies. 95 % CI: bootstrap "
+            f"interval over test clips and seeds. vs {reference}: the difference in points, its 95 % interval "
+            f"and a paired test (Holm-adjusted); \"not significant\" means this budget cannot tell them apart.")
+
+
 def metric_label(metric: str) -> str:
     """"linprobe" -> "linear probe, last epoch"; "knn20" -> "kNN-20"."""
     return _LABELS.get(metric) or f"kNN-{metric.removeprefix('knn')}"
@@ -154,6 +161,29 @@ class StudyResult:
         if metric not in self.metrics():
             raise HacmError(f"study: no metric {metric!r}; this study measured {', '.join(self.metrics())}")
         return stats.compare_methods(self.correct(metric), reference, reps=reps, seed=seed)
+
+    def best(self, metric: str, candidates: Sequence[str], *, alpha: float = 0.05) -> str | None:
+        """The candidate that is significantly better than every other candidate under `metric`
+        (paired tests with it as the reference, Holm-adjusted), or None: within the noise there is
+        no best one."""
+        if len(candidates) < 2:
+            raise HacmError(f"study: a best one needs at least two candidates, got {list(candidates)}")
+        correct = self.correct(metric)
+        for name in candidates:
+            rows = stats.compare_methods({v: correct[v] for v in candidates}, name, alpha=alpha)
+            if all(r.significant and r.difference < 0 for r in rows if r.method != name):
+                return name
+        return None
+
+    def best_verdict(self, metric: str, candidates: Sequence[str], what: str) -> str:
+        """A sentence for a figure or summary: which of `candidates` (e.g. what="tau setting") is
+        significantly better than all the others, or that none is."""
+        if len(candidates) < 2:
+            return f"Only one {what}: nothing to compare."
+        best = self.best(metric, candidates)
+        if best is None:
+            return f"No significant difference between the {what}s at this budget: none is named best."
+        return f"{best} is significantly better than every other {what} (paired tests, Holm-adjusted)."
 
     def table(self, reference: str, metrics: Sequence[str] | None = None) -> list[dict]:
         """One row per variant: for each metric the mean +- std over seeds (%), the 95 % CI, the

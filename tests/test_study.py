@@ -10,7 +10,7 @@ import pytest
 from hacm.config import to_yaml
 from hacm.errors import HacmError
 from hacm.rundir import load_run, read_predictions
-from hacm.study import run_study, slug
+from hacm.study import StudyResult, StudyRun, run_study, slug
 from test_train import make_toy_store, toy_config
 
 VARIANTS = {"base": {}, "no contrast": {"model.cc_weight": 0.0}, "base again": {"masking.tau": 0.9},
@@ -142,3 +142,24 @@ def test_workers_run_the_pipelines_in_parallel_processes(study, tmp_path):
         assert set(run.correct) == {"linprobe", "knn3", "knn1"} and len(run.correct["knn1"]) == result.test_clips
     with pytest.raises(HacmError, match="workers"):
         run_study(variants, [0], tmp_path / "runs", **{**kwargs, "workers": 0})
+
+
+def _result(rates: dict[str, float], clips: int = 300, seeds: int = 3) -> StudyResult:
+    """Per-clip correctness drawn at the given accuracy for each variant and seed."""
+    rng = np.random.default_rng(0)
+    runs = [StudyRun(v, s, {}, {}, {"knn1": rng.random(clips) < rate}) for v, rate in rates.items() for s in range(seeds)]
+    return StudyResult(runs, list(rates), list(range(seeds)), clips)
+
+
+def test_best_is_named_only_outside_the_noise():
+    clear = _result({"tau 0.3": 0.5, "tau 0.9": 0.9, "tau 3": 0.5})
+    assert clear.best("knn1", clear.variants) == "tau 0.9"
+    assert clear.best_verdict("knn1", clear.variants, "tau setting").startswith("tau 0.9 is significantly better")
+    # better than one, not the other: no best
+    assert clear.best("knn1", ["tau 0.3", "tau 3"]) is None
+    noisy = _result({"tau 0.3": 0.80, "tau 0.9": 0.81, "tau 3": 0.80})
+    assert noisy.best("knn1", noisy.variants) is None
+    assert noisy.best_verdict("knn1", noisy.variants, "tau setting").startswith("No significant difference")
+    assert noisy.best_verdict("knn1", ["tau 0.9"], "tau setting") == "Only one tau setting: nothing to compare."
+    with pytest.raises(HacmError, match="two candidates"):
+        noisy.best("knn1", ["tau 0.9"])
