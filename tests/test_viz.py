@@ -128,6 +128,13 @@ def test_skeleton_figure_static_and_animated():
         skeleton.skeleton_figure(frames, status[:3])
 
 
+def assert_legend_above(ax) -> None:
+    """The legend lies above the axes, so it cannot hide a bar."""
+    ax.figure.canvas.draw()   # the layout engine places the legend
+    legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.y0 >= frame.y1 - 1
+
+
 def test_training_figures():
     rows = [{"epoch": e, "step": 10 * e, "loss": 1.0 / (e + 1), "lr": 1e-3 * e, "accuracy": 0.1 * e} for e in range(5)]
     fig = curves.loss_lr_figure(rows)
@@ -152,10 +159,7 @@ def test_training_figures():
     # each class labelled with its test clips (row sums 6, 5, 4); the legend sits above the axes
     assert [t.get_text() for t in bars.get_yticklabels()] == ["b (5)", "a (6)", "c (4)"]
     assert "4-6 test clips per class, 15 in all" in bars.get_title()
-    fig = bars.figure
-    fig.canvas.draw()   # the layout engine places the legend; it must not overlap the bars' axes
-    legend, frame = bars.get_legend().get_window_extent(), bars.get_window_extent()
-    assert legend.y0 >= frame.y1 - 1
+    assert_legend_above(bars)
     assert [r.get_width() for r in bars.patches] == pytest.approx([40.0, 500 / 6, 100.0, 100.0, 100.0, 100.0])
     with pytest.raises(HacmError, match="3 class names"):
         evaluation.confusion_matrix_figure(np.eye(2), names)
@@ -175,6 +179,7 @@ def test_tau_curve_and_tables_and_reconstruction():
     bars = evaluation.method_comparison_figure({"A": {"values": [80, 82, 81], "mean": 81, "ci": (79, 83)},
                                                 "B": {"values": [70, 71, 69], "mean": 70, "ci": (68, 72)}})
     np.testing.assert_allclose([p.get_height() for p in bars.axes[0].patches], [81, 70])
+    assert_legend_above(bars.axes[0])
     table = tables.ablation_table([{"run": "x", "acc": 1.5}, {"run": "y", "acc": 3.25}], sort_by="acc")
     assert [r["run"] for r in table.rows] == ["y", "x"]
     assert "<td>3.25</td>" in table.to_html() and table.to_markdown().splitlines()[0] == "| run | acc |"

@@ -164,14 +164,15 @@ def tau_curve_figure(points: Sequence[Mapping], *, metric: str = "accuracy (%)",
 
 def method_comparison_figure(methods: Mapping[str, Mapping], *, metric: str = "accuracy (%)",
                              title: str = "Methods compared") -> Figure:
-    """Per method: the seeds as dots, their mean as a bar, the 95 % CI (clips x seeds) as an error bar.
+    """Per method: the seeds as dots, their mean as a bar, the 95 % CI (clips x seeds) as an error bar;
+    the legend sits above the axes, never over a bar.
 
     methods: name -> {"values": per-seed accuracies, "mean", "ci": (lo, hi)} in percent, in display order.
     """
     if not methods:
         raise HacmError("method_comparison_figure: no methods given")
     names = list(methods)
-    fig, ax = subplots(figsize=(max(5.0, 1.3 * len(names) + 2), 4))
+    fig, ax = subplots(figsize=(max(5.0, 1.3 * len(names) + 2), 4.3), layout="constrained")
     x = np.arange(len(names))
     means = np.array([methods[n]["mean"] for n in names], dtype=float)
     lo = np.array([methods[n]["ci"][0] for n in names], dtype=float)
@@ -188,7 +189,6 @@ def method_comparison_figure(methods: Mapping[str, Mapping], *, metric: str = "a
     span = max(hi.max() - lo.min(), 1.0)
     ax.set_ylim(max(0.0, lo.min() - 0.6 * span), min(100.0, hi.max() + 0.4 * span))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title)
-    fig.tight_layout()
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False)   # above the bars
+    ax.set_title(title, pad=20)
     return fig
