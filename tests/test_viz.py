@@ -184,11 +184,13 @@ def test_tau_curve_and_tables_and_reconstruction():
     assert [r["run"] for r in table.rows] == ["y", "x"]
     assert "<td>3.25</td>" in table.to_html() and table.to_markdown().splitlines()[0] == "| run | acc |"
     # a column that is the same in every row goes to the caption, read once
-    shared = tables.ablation_table([{"run": "x", "seeds": 3}, {"run": "y", "seeds": 3}], caption="± is the spread.")
+    rows = [{"run": "x", "seeds": 3}, {"run": "y", "seeds": 3}]
+    assert tables.ablation_table(rows).columns == ["run", "seeds"]
+    shared = tables.ablation_table(rows, caption="± is the spread.", fold_constant=True)
     assert shared.columns == ["run"] and shared.caption == "± is the spread. Same in every row: seeds 3."
     assert "<caption>± is the spread. Same in every row: seeds 3.</caption>" in shared.to_html()
     assert shared.to_markdown().endswith("\n\n± is the spread. Same in every row: seeds 3.")
-    assert tables.ablation_table([{"run": "x", "seeds": 3}]).columns == ["run", "seeds"]   # one row: kept
+    assert tables.ablation_table(rows[:1], fold_constant=True).columns == ["run", "seeds"]   # one row: kept
     pred, target = np.zeros((4, 3, 9)), np.ones((4, 3, 9))
     mask = np.zeros((4, 3), dtype=bool)
     mask[0] = True

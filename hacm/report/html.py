@@ -257,7 +257,8 @@ def _headline_row(row: dict, metrics: list[str], has_best: bool) -> str:
             cells.append("<td></td><td></td>")
             continue
         spread = f" ± {m['std']:.1f}" if m.get("std") is not None else ""
-        cells.append(f'<td class="num">{m["mean"]:.1f}{spread}<div class="sub">[{m["ci"][0]:.1f}, {m["ci"][1]:.1f}]</div></td>')
+        lo, hi = m["ci"]
+        cells.append(f'<td class="num">{m["mean"]:.1f}{spread}<div class="sub">[{lo:.1f}, {hi:.1f}]</div></td>')
         cells.append(_significance_cell(m))
     if has_best:
         best = row.get("best on test")
@@ -314,7 +315,8 @@ def _job_row(out: Path, r: JobResult) -> str:
             numbers.append('<a href="#headline">the headline table above</a>')
             continue
         label, percent = summary_label(key)
-        shown = _path_link(value, r.name, out) if key in _PATHS and isinstance(value, str) else _fmt(value, out, percent)
+        is_path = key in _PATHS and isinstance(value, str)
+        shown = _path_link(value, r.name, out) if is_path else _fmt(value, out, percent)
         numbers.append(f"{e(label)}: {shown}")
     detail = ""
     if r.status == "failed":

@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from hacm.errors import HacmError
 from hacm.viz.mpl import subplots
@@ -54,8 +55,8 @@ def loss_lr_figure(rows: Sequence[Mapping], *, title: str = "Training loss and l
     plotted = False
     for key in ("loss", "loss_rec", "loss_cc"):
         x, y = _series(rows, key, x_key)
-        if len(x):
-            ax.plot(x, y, label=key, lw=1.5 if key == "loss" else 1.0)
+        if len(x):   # markers when there are few points: a single logged step still shows
+            ax.plot(x, y, label=key, lw=1.5 if key == "loss" else 1.0, marker="o" if len(x) <= 20 else None, ms=3)
             plotted = True
     if not plotted:
         raise HacmError("loss_lr_figure: no row has a 'loss' value")
@@ -127,6 +128,7 @@ def reconstruction_figure(pred, target, mask, joint_names: Sequence[str], *,
         images.append(ax.imshow(values.T, aspect="auto", cmap=cmap, interpolation="nearest", **limits))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("time patch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_facecolor("#d9d9d9")   # NaN cells (kept tokens) show the axes background
     for ax in axes[1:]:
         _hatch_kept(ax, ~mask)

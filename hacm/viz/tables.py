@@ -43,14 +43,16 @@ class Table:
 
 
 def ablation_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, *,
-                   sort_by: str | None = None, descending: bool = True, caption: str = "") -> Table:
-    """Rows (one per run) as a Table; columns default to every key in first-seen order. With several
-    rows, a column that holds the same value in every row is moved into the caption ("Same in every
-    row: seeds 3."), where it is read once."""
+                   sort_by: str | None = None, descending: bool = True, caption: str = "",
+                   fold_constant: bool = False) -> Table:
+    """Rows (one per run) as a Table; columns default to every key in first-seen order.
+    fold_constant=True moves a column that holds the same value in every one of several rows into
+    the caption ("Same in every row: seeds 3."), where it is read once (an ablation's seeds and
+    test clips)."""
     rows = [dict(r) for r in rows]
     if columns is None:
         columns = list(dict.fromkeys(k for r in rows for k in r))
-    constant = [c for c in columns if len(rows) > 1 and c != sort_by
+    constant = [c for c in columns if fold_constant and len(rows) > 1 and c != sort_by
                 and all(c in r for r in rows) and len({repr(r[c]) for r in rows}) == 1]
     if constant:
         shared = ", ".join(f"{c} {_cell(rows[0][c])}" for c in constant)
