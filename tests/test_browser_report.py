@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import nbformat
@@ -46,6 +47,8 @@ STAND_IN = [
     "fig = method_comparison_figure(result.per_variant('linprobe'), metric='linear probe, last epoch (%)')\n"
     "save_figure(fig, report_dir, 'methods_linprobe', caption='Linear probe: mean over 3 seeds, 95 % CI, seeds')\n"
     "fig",
+    "import hacm, sys\n"
+    "print(hacm.__file__, sys.prefix)   # paths of the machine, as a traceback or warning shows them\n"
     "(Path(report_dir) / 'runs').mkdir()\n"
     "notebook.write_summary(report_dir, {'headline': result.headline('HA-CM'), 'run_dir': Path(report_dir) / 'runs',\n"
     "                                    'linprobe_test_acc': 0.8125})",
@@ -129,8 +132,16 @@ def test_a_copied_report_reads_right(report, tmp_path):
     copy = tmp_path / "elsewhere" / "copied"
     shutil.copytree(report, copy)
     pages = [copy / "index.html", *copy.glob("*/*.notebook.html"), *copy.glob("*/*.code.html")]
+    import hacm
+    from hacm.report.batch import REPO_ROOT
+
+    assert Path(hacm.__file__).is_relative_to(REPO_ROOT)
     for html in pages:
-        assert str(report) not in html.read_text(), f"{html.name} names the original location"
+        text = html.read_text()
+        for place in (str(report), sys.prefix, str(REPO_ROOT)):
+            assert place not in text, f"{html.name} names {place}"
+    code = (copy / "methods" / "methods.code.html").read_text()
+    assert "[hacm repository]/hacm/__init__.py [python environment]" in code
     index = (copy / "index.html").read_text()
     targets = re.findall(r'(?:href|src)="([^"#]+)"', index)
     assert targets

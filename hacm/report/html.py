@@ -13,12 +13,14 @@ import html
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hacm
 from hacm.fileio import write_text_atomic
+from hacm.report.batch import REPO_ROOT
 from hacm.viz.export import caption_of
 
 if TYPE_CHECKING:
@@ -68,9 +70,15 @@ def export_html(notebook: Path) -> None:
 
 
 def _relative_paths(text: str, root: Path, prefix: str) -> str:
-    """`text` with the absolute report root replaced by `prefix` (its path from the page), so a copied
-    or moved report shows no path of the machine it was made on."""
-    return text.replace(f"{root}/", prefix).replace(str(root), prefix.rstrip("/") or ".")
+    """`text` with no path of the machine it was made on, so a copied or moved report reads the same:
+    the report root becomes `prefix` (its path from the page), then the Python environment and
+    hacm's repository (in tracebacks and warnings) become named placeholders (unless they are as
+    short as /usr, which would also match paths that are no installation's)."""
+    text = text.replace(f"{root}/", prefix).replace(str(root), prefix.rstrip("/") or ".")
+    for place, shown in ((sys.prefix, "[python environment]"), (str(REPO_ROOT), "[hacm repository]")):
+        if len(Path(place).parts) > 2:
+            text = text.replace(place, shown)
+    return text
 
 
 def _embed_plotly(nb) -> bool:
