@@ -51,7 +51,8 @@ STAND_IN = [
     "print(hacm.__file__, sys.prefix)   # paths of the machine, as a traceback or warning shows them\n"
     "(Path(report_dir) / 'runs').mkdir()\n"
     "notebook.write_summary(report_dir, {'headline': result.headline('HA-CM'), 'run_dir': Path(report_dir) / 'runs',\n"
-    "                                    'linprobe_test_acc': 0.8125})",
+    "                                    'linprobe_test_acc': 0.8125, 'HA-CM: kNN-20 (%)': 78.4,\n"
+    "                                    'MAE-style vs HA-CM: kNN-20': 'worse'})",
 ]
 
 
@@ -105,6 +106,7 @@ def _check_index(page, index: Path) -> None:
     assert page.locator(".caveat").inner_text() == CAVEAT
     job = page.locator("#job-methods").inner_text()
     assert "linear probe, last epoch (%): 81.2" in job and "run directory: methods/runs" in job
+    assert "HA-CM: kNN-20" not in job and "MAE-style vs" not in job    # per-method numbers: in the headline
     images = page.evaluate("() => [...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])")
     assert images and all(width > 0 for _, width in images), images
     assert "mean over 3 seeds" in page.locator(".figs figcaption").first.inner_text()

@@ -283,8 +283,16 @@ def _significance_cell(m: dict) -> str:
         verdict = f"significant ({'higher' if m['difference'] > 0 else 'lower'})"
     else:
         verdict = "not significant"
+    # hacm.stats flags a comparison resting on too few seeds at the end of its verdict: "[2 vs 2 seeds, ...]"
+    few_seeds = m["verdict"][m["verdict"].index("["):] if "[" in m.get("verdict", "") else ""
     return (f'<td class="significance"><span class="{"sig" if m["significant"] else "nonsig"}">{verdict}</span>'
-            f'<div class="sub">{m["difference"]:+.1f} pts [{lo:+.1f}, {hi:+.1f}], p {_p(m["p holm"])}</div></td>')
+            f'<div class="sub">{_signed(m["difference"])} pts [{_signed(lo)}, {_signed(hi)}], p {_p(m["p holm"])}'
+            f"{' ' + html.escape(few_seeds) if few_seeds else ''}</div></td>")
+
+
+def _signed(x: float) -> str:
+    """+1.2 / -0.4 / +0.0: never "-0.0" for a difference that rounds to zero."""
+    return f"{round(x, 1) + 0.0:+.1f}"
 
 
 def _p(p: float) -> str:
@@ -318,9 +326,13 @@ def _job_row(out: Path, r: JobResult) -> str:
         links = (f'<a href="{r.name}/{hidden}">report</a> · <a href="{r.name}/{with_code}">with code</a> · '
                  f'<a href="{r.name}/{executed}">notebook</a>')
     numbers = []
+    head = r.summary.get(HEADLINE_KEY)
+    shown_above = {row["method"] for row in head["rows"]} if isinstance(head, dict) else set()
     for key, value in r.summary.items():
         if key == HEADLINE_KEY:
-            numbers.append('<a href="#headline">the headline table above</a>')
+            numbers.append('<a href="#headline">per method: the headline table above</a>')
+            continue
+        if re.split(r": | vs ", key)[0] in shown_above:   # a method's number, already in the headline
             continue
         label, percent = summary_label(key)
         is_path = key in _PATHS and isinstance(value, str)
