@@ -46,8 +46,11 @@ def output_dir(report_dir: str | Path) -> Path:
 def write_summary(report_dir: str | Path, values: dict) -> Path:
     """Write a notebook's key numbers to report_dir/summary.json (the index table reads it).
 
-    numpy scalars and arrays become plain numbers and lists."""
+    numpy scalars and arrays become plain numbers and lists; a `Path` becomes a path relative to
+    report_dir, so a copied or moved report still reads right."""
     def plain(v):
+        if isinstance(v, Path):
+            return Path(os.path.relpath(Path(v).resolve(), Path(report_dir).resolve())).as_posix()
         if hasattr(v, "tolist"):
             return v.tolist()
         if isinstance(v, dict):

@@ -46,6 +46,13 @@ _LABELS = {"linprobe": "linear probe, last epoch", "finetune": "fine-tune, last 
            "semi": "semi-supervised fine-tune, last epoch"}
 
 
+def table_caption(reference: str) -> str:
+    """What the columns of StudyResult.table mean, for the caption under it."""
+    return (f"± is the spread over seeds: the standard deviation of the per-seed accuracies. 95 % CI: bootstrap "
+            f"interval over test clips and seeds. vs {reference}: the difference in points, its 95 % interval "
+            f"and a paired test (Holm-adjusted); \"not significant\" means this budget cannot tell them apart.")
+
+
 def metric_label(metric: str) -> str:
     """"linprobe" -> "linear probe, last epoch"; "knn20" -> "kNN-20"."""
     return _LABELS.get(metric) or f"kNN-{metric.removeprefix('knn')}"
@@ -76,12 +83,58 @@ class StudyRun:
     extras: dict[str, float] = field(default_factory=dict)   # labelled extras (best epoch on test, losses)
 
 
+def _settings(cfg: RunConfig) -> dict[str, Any]:
+    """Dotted key -> value of a config's sections (the keys of `--set`), without the seed."""
+    return {f"{section}.{key}": value for section, values in to_dict(cfg).items() if isinstance(values, dict)
+            for key, value in values.items() if f"{section}.{key}" != "train.seed"}
+
+
+def _percent(r: stats.ComparisonRow) -> dict[str, Any]:
+    """A comparison row in percent and plain types (summary.json); None where it does not apply."""
+    def pct(x):
+        return None if x is None or np.isnan(x) else round(100 * float(x), 2)
+    return {"mean": pct(r.accuracy), "std": pct(r.std), "ci": [pct(x) for x in r.ci],
+            "difference": pct(r.difference), "difference ci": [pct(x) for x in r.difference_ci or ()] or None,
+            "p holm": r.p_holm, "significant": r.significant, "verdict": r.verdict}
+
+
 @dataclass
 class StudyResult:
     runs: list[StudyRun]
     variants: list[str]
     seeds: list[int]
     test_clips: int
+    # variant -> its pre-training settings (dotted keys, seed left out); None: a random encoder
+    configs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    def config_differences(self) -> dict[str, dict[str, Any]]:
+        """variant -> the pre-training settings in which the pre-trained variants differ; a random
+        encoder is listed as not pre-trained."""
+        trained = [c for c in self.configs.values() if c is not None]
+        keys = sorted({k for c in trained for k in c})
+        differing = [k for k in keys if len({repr(c.get(k)) for c in trained}) > 1]
+        return {v: {k: c.get(k) for k in differing} if c is not None else {"pre-training": "none (random weights)"}
+                for v, c in self.configs.items()}
+
+    def headline(self, reference: str, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+        """The comparison as plain data in percent, for summary.json and the report's headline table:
+        per method and metric the mean, std over seeds, 95 % CI, difference to `reference` with its
+        interval, Holm-adjusted p and verdict; the labelled best-epoch-on-test extra; the config
+        differences between the methods."""
+        metrics = list(metrics or self.metrics())
+        rows = {v: {"method": v, "seeds": len(self.seeds), "test clips": self.test_clips, "metrics": {}}
+                for v in self.variants}
+        for metric in metrics:
+            for r in self.compare(metric, reference):
+                rows[r.method]["metrics"][metric_label(metric)] = _percent(r)
+        for run in self.runs:
+            if "linprobe_best_on_test" in run.extras:
+                rows[run.variant].setdefault("best on test", []).append(100 * run.extras["linprobe_best_on_test"])
+        for row in rows.values():
+            if "best on test" in row:
+                row["best on test"] = round(float(np.mean(row["best on test"])), 2)
+        return {"reference": reference, "metrics": [metric_label(m) for m in metrics], "best on test": BEST_ON_TEST,
+                "rows": list(rows.values()), "config differences": self.config_differences()}
 
     def correct(self, metric: str) -> dict[str, np.ndarray]:
         """variant -> [S, n] per-clip correctness under `metric`, seeds in order."""
@@ -108,6 +161,29 @@ class StudyResult:
         if metric not in self.metrics():
             raise HacmError(f"study: no metric {metric!r}; this study measured {', '.join(self.metrics())}")
         return stats.compare_methods(self.correct(metric), reference, reps=reps, seed=seed)
+
+    def best(self, metric: str, candidates: Sequence[str], *, alpha: float = 0.05) -> str | None:
+        """The candidate that is significantly better than every other candidate under `metric`
+        (paired tests with it as the reference, Holm-adjusted), or None: within the noise there is
+        no best one."""
+        if len(candidates) < 2:
+            raise HacmError(f"study: a best one needs at least two candidates, got {list(candidates)}")
+        correct = self.correct(metric)
+        for name in candidates:
+            rows = stats.compare_methods({v: correct[v] for v in candidates}, name, alpha=alpha)
+            if all(r.significant and r.difference < 0 for r in rows if r.method != name):
+                return name
+        return None
+
+    def best_verdict(self, metric: str, candidates: Sequence[str], what: str) -> str:
+        """A sentence for a figure or summary: which of `candidates` (e.g. what="tau setting") is
+        significantly better than all the others, or that none is."""
+        if len(candidates) < 2:
+            return f"Only one {what}: nothing to compare."
+        best = self.best(metric, candidates)
+        if best is None:
+            return f"No significant difference between the {what}s at this budget: none is named best."
+        return f"{best} is significantly better than every other {what} (paired tests, Holm-adjusted)."
 
     def table(self, reference: str, metrics: Sequence[str] | None = None) -> list[dict]:
         """One row per variant: for each metric the mean +- std over seeds (%), the 95 % CI, the
@@ -263,4 +339,5 @@ def run_study(variants: Mapping[str, Mapping[str, Any] | None], seeds: Sequence[
     if len(sizes) != 1:
         raise HacmError(f"study: evaluations saw different numbers of test clips ({sorted(sizes)}); "
                         "every run must use the same store and benchmark")
-    return StudyResult(runs, list(variants), list(seeds), sizes.pop())
+    configs = {p.variant: None if p.pretrain is None else _settings(p.pretrain) for p in plans if p.seed == seeds[0]}
+    return StudyResult(runs, list(variants), list(seeds), sizes.pop(), configs)

@@ -117,7 +117,10 @@ def test_a_hacm_error_in_a_cell_shows_one_line(capsys, tmp_path):
 
 
 def test_summary_and_test_set(cfg, tmp_path):
-    path = notebook.write_summary(notebook.output_dir(tmp_path / "a" / "b"), {"x": np.float32(0.5), "v": np.arange(2)})
-    assert json.loads(path.read_text()) == {"x": 0.5, "v": [0, 1]}
+    report = notebook.output_dir(tmp_path / "a" / "b")
+    path = notebook.write_summary(report, {"x": np.float32(0.5), "v": np.arange(2),
+                                           "runs": {"in": report / "run", "beside": tmp_path / "a" / "c"}})
+    # paths are written relative to the report directory: the summary survives a move
+    assert json.loads(path.read_text()) == {"x": 0.5, "v": [0, 1], "runs": {"in": "run", "beside": "../c"}}
     test = notebook.test_set(cfg)
     assert len(test) == 6 * 4 and test.p_interval == cfg.data.p_interval_test and not test.random_rot

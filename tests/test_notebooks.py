@@ -76,6 +76,36 @@ def pretrained(tmp_path_factory, store):
     return out, summary
 
 
+def figure_outputs(executed: Path) -> list[dict]:
+    """The outputs of every cell that saves a figure, checked to show as images: each such cell has
+    an image/png output, and no output anywhere is matplotlib's text stand-in `<Figure size ...>`."""
+    nb = nbformat.read(executed, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    texts = [o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs]
+    assert not [t for t in texts if "<Figure size" in t], f"{executed.name}: a figure shown as text"
+    figure_cells = [c for c in nb.cells if c.cell_type == "code" and "save_figure(" in c.source]
+    assert figure_cells
+    for cell in figure_cells:
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs), f"{executed.name}: {cell.source[:80]}"
+    return [o for c in figure_cells for o in c.outputs if "image/png" in o.get("data", {})]
+
+
+def test_figures_display_as_images_in_the_notebook_and_its_page(pretrained, evaluated):
+    """A kernel without the inline backend still shows hacm's figures as PNG with their captions,
+    and the report page exported from the executed notebook embeds them."""
+    from hacm.report.html import export_html
+
+    images = figure_outputs(pretrained[0] / "pretrain.ipynb")
+    assert len(images) == 2                                   # loss curves, reconstruction
+    assert all("<figcaption>" in o["data"]["text/html"] for o in images)
+    assert len(figure_outputs(evaluated[0] / "evaluate.ipynb")) == 4   # linprobe and semi: curves, per class
+    export_html(pretrained[0] / "pretrain.ipynb")
+    page = (pretrained[0] / "pretrain.notebook.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 2 and "Figure size" not in page
+    assert "Hatched: kept (visible) tokens" in page             # the reconstruction's caption
+    assert (pretrained[0] / "reconstruction.caption.txt").read_text().startswith("Test clip 0 (")
+
+
 def test_notebooks_are_committed_clean():
     """One `parameters` cell each, report_dir among its parameters, no outputs, the hacm kernel."""
     names = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
@@ -169,6 +199,7 @@ def test_evaluate(evaluated):
 def test_confusion(tmp_path, evaluated):
     run = str(evaluated[0] / "linprobe")
     summary = execute("confusion", tmp_path, run=run, baseline_run=run, labels=["a", "b"], top_pairs=3)
+    assert len(figure_outputs(tmp_path / "confusion.ipynb")) == 3
     # the same run on both sides: same accuracy, and it is the probe's final test accuracy
     assert summary["accuracy"] == summary["baseline_accuracy"]
     assert summary["accuracy"] == pytest.approx(evaluated[1]["linprobe_test_acc"])
@@ -183,7 +214,8 @@ def test_ablations_share_identical_runs(tmp_path, store):
                       variants=variants, reference="base", taus=[0.9], normalisations=["standard"],
                       seeds=[0, 1], metric="knn1")
     assert set(summary) == {"base: kNN-1 (%)", "no contrast: kNN-1 (%)", "no contrast vs base",
-                            "tau 0.9, standard normalisation: kNN-1 (%)", "seeds", "test clips"}
+                            "tau 0.9, standard normalisation: kNN-1 (%)", "seeds", "test clips", "best tau"}
+    assert summary["best tau"] == "Only one tau setting: nothing to compare."
     assert "significant" in summary["no contrast vs base"] and summary["test clips"] == CLIPS // 3
     # the tau-0.9 standard point of the curve is the base variant's run (the synth config's tau)
     assert summary["tau 0.9, standard normalisation: kNN-1 (%)"] == summary["base: kNN-1 (%)"]
@@ -211,6 +243,13 @@ def test_methods_compare_with_seeds_and_statistics(tmp_path, store):
     for fig in ("methods_linprobe", "methods_knn3", "methods_knn1"):
         assert (tmp_path / f"{fig}.png").is_file()
     assert "| HA-CM |" in (tmp_path / "methods.md").read_text()
+    # the headline for the report's index: the same numbers, per method, in percent
+    head = summary["headline"]
+    rows = {r["method"]: r for r in head["rows"]}
+    assert list(rows) == list(methods) and head["reference"] == "HA-CM"
+    assert rows["HA-CM"]["metrics"]["kNN-1"]["mean"] == pytest.approx(summary["HA-CM: kNN-1 (%)"], abs=0.05)
+    assert rows["random encoder"]["metrics"]["kNN-1"]["verdict"] == summary["random encoder vs HA-CM: kNN-1"]
+    assert head["config differences"]["random encoder"] == {"pre-training": "none (random weights)"}
 
 
 @pytest.mark.parametrize("interactive", [False, True])

@@ -2,13 +2,15 @@
 rather than re-run, identical settings shared, and the per-clip statistics of hacm.stats."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from hacm.config import to_yaml
 from hacm.errors import HacmError
 from hacm.rundir import load_run, read_predictions
-from hacm.study import run_study, slug
+from hacm.study import StudyResult, StudyRun, run_study, slug
 from test_train import make_toy_store, toy_config
 
 VARIANTS = {"base": {}, "no contrast": {"model.cc_weight": 0.0}, "base again": {"masking.tau": 0.9},
@@ -65,6 +67,32 @@ def test_table_carries_spread_intervals_and_verdicts(study):
     assert rows["base again"]["kNN-1: vs base"].startswith("+0.0 pts") and "not significant" in rows["base again"]["kNN-1: vs base"]
 
 
+def test_headline_is_plain_percent_data_with_config_differences(study):
+    _, result, _ = study
+    head = result.headline("base")
+    assert head["metrics"] == ["linear probe, last epoch", "kNN-3", "kNN-1"]
+    rows = {r["method"]: r for r in head["rows"]}
+    for name, row in rows.items():
+        probe = row["metrics"]["linear probe, last epoch"]
+        seeds = [100 * r.accuracy["linprobe"] for r in result.runs if r.variant == name]
+        assert probe["mean"] == pytest.approx(np.mean(seeds), abs=0.005)
+        assert probe["ci"][0] <= probe["mean"] <= probe["ci"][1] and row["seeds"] == 2 and row["test clips"] == 24
+        # the extra selected on test is the mean of the runs' best epochs, labelled apart from the last epoch
+        best = [100 * r.extras["linprobe_best_on_test"] for r in result.runs if r.variant == name]
+        assert row["best on test"] == pytest.approx(np.mean(best), abs=0.005)
+    assert rows["base"]["metrics"]["kNN-1"]["significant"] is None
+    again = rows["base again"]["metrics"]["kNN-1"]
+    assert again["difference"] == 0.0 and again["significant"] is False and again["verdict"].startswith("not significant")
+    json.dumps(head)   # summary.json takes it as is
+    # only cc_weight tells the pre-trained variants apart; the random encoder is not pre-trained
+    base_weight = load_run(result.runs[0].dirs["pretrain"]).config.model.cc_weight
+    assert base_weight > 0
+    assert head["config differences"] == {"base": {"model.cc_weight": base_weight},
+                                          "no contrast": {"model.cc_weight": 0.0},
+                                          "base again": {"model.cc_weight": base_weight},
+                                          "random encoder": {"pre-training": "none (random weights)"}}
+
+
 def test_a_finished_study_is_read_not_run_again(study):
     root, result, kwargs = study
     stamp = {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("summary.json")}
@@ -114,3 +142,24 @@ def test_workers_run_the_pipelines_in_parallel_processes(study, tmp_path):
         assert set(run.correct) == {"linprobe", "knn3", "knn1"} and len(run.correct["knn1"]) == result.test_clips
     with pytest.raises(HacmError, match="workers"):
         run_study(variants, [0], tmp_path / "runs", **{**kwargs, "workers": 0})
+
+
+def _result(rates: dict[str, float], clips: int = 300, seeds: int = 3) -> StudyResult:
+    """Per-clip correctness drawn at the given accuracy for each variant and seed."""
+    rng = np.random.default_rng(0)
+    runs = [StudyRun(v, s, {}, {}, {"knn1": rng.random(clips) < rate}) for v, rate in rates.items() for s in range(seeds)]
+    return StudyResult(runs, list(rates), list(range(seeds)), clips)
+
+
+def test_best_is_named_only_outside_the_noise():
+    clear = _result({"tau 0.3": 0.5, "tau 0.9": 0.9, "tau 3": 0.5})
+    assert clear.best("knn1", clear.variants) == "tau 0.9"
+    assert clear.best_verdict("knn1", clear.variants, "tau setting").startswith("tau 0.9 is significantly better")
+    # better than one, not the other: no best
+    assert clear.best("knn1", ["tau 0.3", "tau 3"]) is None
+    noisy = _result({"tau 0.3": 0.80, "tau 0.9": 0.81, "tau 3": 0.80})
+    assert noisy.best("knn1", noisy.variants) is None
+    assert noisy.best_verdict("knn1", noisy.variants, "tau setting").startswith("No significant difference")
+    assert noisy.best_verdict("knn1", ["tau 0.9"], "tau setting") == "Only one tau setting: nothing to compare."
+    with pytest.raises(HacmError, match="two candidates"):
+        noisy.best("knn1", ["tau 0.9"])

@@ -1,6 +1,7 @@
 """Figure functions on tiny inputs: disk geometry is faithful, grids mark exactly the kept tokens."""
 from __future__ import annotations
 
+import base64
 import json
 
 import geoopt
@@ -127,6 +128,13 @@ def test_skeleton_figure_static_and_animated():
         skeleton.skeleton_figure(frames, status[:3])
 
 
+def assert_legend_above(ax) -> None:
+    """The legend lies above the axes, so it cannot hide a bar."""
+    ax.figure.canvas.draw()   # the layout engine places the legend
+    legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.y0 >= frame.y1 - 1
+
+
 def test_training_figures():
     rows = [{"epoch": e, "step": 10 * e, "loss": 1.0 / (e + 1), "lr": 1e-3 * e, "accuracy": 0.1 * e} for e in range(5)]
     fig = curves.loss_lr_figure(rows)
@@ -148,7 +156,10 @@ def test_training_figures():
     assert "hacm - mamp" in diff.axes[1].get_ylabel()
     # bars: this run's per-class accuracy sorted ascending (b 40 %, a 5/6, c 100 %), then the other's
     bars = evaluation.per_class_accuracy_figure(cm, names, compare=np.eye(3)).axes[0]
-    assert [t.get_text() for t in bars.get_yticklabels()] == ["b", "a", "c"]
+    # each class labelled with its test clips (row sums 6, 5, 4); the legend sits above the axes
+    assert [t.get_text() for t in bars.get_yticklabels()] == ["b (5)", "a (6)", "c (4)"]
+    assert "4-6 test clips per class, 15 in all" in bars.get_title()
+    assert_legend_above(bars)
     assert [r.get_width() for r in bars.patches] == pytest.approx([40.0, 500 / 6, 100.0, 100.0, 100.0, 100.0])
     with pytest.raises(HacmError, match="3 class names"):
         evaluation.confusion_matrix_figure(np.eye(2), names)
@@ -168,14 +179,56 @@ def test_tau_curve_and_tables_and_reconstruction():
     bars = evaluation.method_comparison_figure({"A": {"values": [80, 82, 81], "mean": 81, "ci": (79, 83)},
                                                 "B": {"values": [70, 71, 69], "mean": 70, "ci": (68, 72)}})
     np.testing.assert_allclose([p.get_height() for p in bars.axes[0].patches], [81, 70])
+    assert_legend_above(bars.axes[0])
     table = tables.ablation_table([{"run": "x", "acc": 1.5}, {"run": "y", "acc": 3.25}], sort_by="acc")
     assert [r["run"] for r in table.rows] == ["y", "x"]
     assert "<td>3.25</td>" in table.to_html() and table.to_markdown().splitlines()[0] == "| run | acc |"
+    # a column that is the same in every row goes to the caption, read once
+    rows = [{"run": "x", "seeds": 3}, {"run": "y", "seeds": 3}]
+    assert tables.ablation_table(rows).columns == ["run", "seeds"]
+    shared = tables.ablation_table(rows, caption="± is the spread.", fold_constant=True)
+    assert shared.columns == ["run"] and shared.caption == "± is the spread. Same in every row: seeds 3."
+    assert "<caption>± is the spread. Same in every row: seeds 3.</caption>" in shared.to_html()
+    assert shared.to_markdown().endswith("\n\n± is the spread. Same in every row: seeds 3.")
+    assert tables.ablation_table(rows[:1], fold_constant=True).columns == ["run", "seeds"]   # one row: kept
     pred, target = np.zeros((4, 3, 9)), np.ones((4, 3, 9))
     mask = np.zeros((4, 3), dtype=bool)
     mask[0] = True
+    pred[1, 2] = 5.0
     rec = curves.reconstruction_figure(pred, target, mask, ["a", "b", "c"])
     assert "mean 1.000" in rec.axes[2].get_title()
+    # target and prediction on one colour scale with one colour bar; kept tokens are not predicted:
+    # blank (NaN) in the prediction, hatched in the prediction and error panels
+    target_img, pred_img = rec.axes[0].images[0], rec.axes[1].images[0]
+    assert target_img.get_clim() == pred_img.get_clim() == (0.0, 3.0)   # |ones(9)| = 3; the kept 5s are not shown
+    assert len(rec.axes) == 5                                            # 3 panels + 2 colour bars
+    shown = np.asarray(pred_img.get_array()).T                           # [TP, V]
+    assert np.isnan(np.ma.filled(shown, np.nan)[~mask]).all() and not np.isnan(shown[mask]).any()
+    for ax in rec.axes[1:3]:
+        assert len(ax.patches) == (~mask).sum() and all(p.get_hatch() for p in ax.patches)
+    assert not rec.axes[0].patches
+
+
+def test_matplotlib_figures_display_as_png_with_caption():
+    """Built outside pyplot, hacm's figures still display as images (no inline backend needed);
+    a caption adds an HTML figure with the caption under the same image."""
+    fig = curves.loss_lr_figure([{"step": s, "loss": 1.0 / (s + 1)} for s in range(3)])
+    bundle = fig._repr_mimebundle_()
+    assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Figure size" not in bundle["text/plain"] and "text/html" not in bundle
+    fig.caption = "loss <of> run x"
+    bundle = fig._repr_mimebundle_()
+    assert bundle["text/html"].endswith("<figcaption>loss &lt;of&gt; run x</figcaption></figure>")
+    assert f'src="data:image/png;base64,{bundle["image/png"]}"' in bundle["text/html"]
+
+
+def test_save_figure_writes_caption(tmp_path):
+    fig = curves.accuracy_figure([{"epoch": 0, "acc": 0.5}])
+    written = export.save_figure(fig, tmp_path, "acc", caption="linear probe of run x")
+    assert written == [tmp_path / "acc.png", tmp_path / "acc.caption.txt"]
+    assert export.caption_of(tmp_path / "acc.png") == "linear probe of run x" == fig.caption
+    export.save_figure(Figure(), tmp_path, "plain")
+    assert export.caption_of(tmp_path / "plain.png") is None
 
 
 def test_read_metrics_names_bad_line(tmp_path):

@@ -5,6 +5,7 @@ parameters:
 
     name: demo                       # the report goes to <out>/ (default: reports/<name>/)
     description: one line shown on the index page
+    caveat: what the numbers can and cannot say (optional; shown under the index's headline table)
     notebooks_dir: ../../notebooks   # optional, relative to the batch file (default: the repo's notebooks/)
     jobs:
       - name: pretrain_hacm
@@ -36,7 +37,7 @@ from hacm.errors import HacmError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PLACEHOLDER_RE = re.compile(r"\$\{([a-z_]+)(?:\.([A-Za-z0-9][A-Za-z0-9_.-]*))?\}")
-_BATCH_KEYS = {"name", "description", "notebooks_dir", "jobs"}
+_BATCH_KEYS = {"name", "description", "caveat", "notebooks_dir", "jobs"}
 _JOB_KEYS = {"name", "notebook", "parameters", "depends_on"}
 REPO_ROOT = Path(hacm.__file__).resolve().parent.parent
 DEFAULT_NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -57,6 +58,7 @@ class Batch:
     path: Path
     description: str
     jobs: list[Job]                     # in a valid execution order (dependencies first)
+    caveat: str = ""                    # the limits of the numbers, printed on the index page
 
 
 def load_batch(path: str | Path) -> Batch:
@@ -73,7 +75,7 @@ def load_batch(path: str | Path) -> Batch:
         raise HacmError(f"{path}: expected a mapping with keys 'name' and 'jobs'")
     unknown = set(doc) - _BATCH_KEYS
     if unknown:
-        raise fail(sorted(unknown)[0], "unknown key (expected name, description, notebooks_dir, jobs)")
+        raise fail(sorted(unknown)[0], "unknown key (expected name, description, caveat, notebooks_dir, jobs)")
     name = doc.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise fail("name", "missing or not a plain name (letters, digits, _ . -)")
@@ -91,7 +93,8 @@ def load_batch(path: str | Path) -> Batch:
         job = _parse_job(raw, f"jobs[{i}]", nb_dir, jobs, fail)
         jobs[job.name] = job
     _check_references(jobs, fail)
-    return Batch(name, path.resolve(), str(doc.get("description") or ""), _topological(jobs, fail))
+    return Batch(name, path.resolve(), str(doc.get("description") or ""), _topological(jobs, fail),
+                 str(doc.get("caveat") or ""))
 
 
 def _parse_job(raw, where: str, nb_dir: Path, earlier: dict[str, Job], fail) -> Job:

@@ -6,5 +6,6 @@ One module per kind of figure, imported by name (`from hacm.viz.curves import lo
   evaluation  confusion matrices, confused pairs, per-class accuracy, methods compared, tau curve
   tables      result tables for notebooks and markdown
   skeleton, poincare, tokens, explorer   the interactive (plotly / ipywidgets) views
-  export      saving figures for reports; mpl: matplotlib figures outside pyplot
+  export      saving figures (and their captions) for reports
+  mpl         matplotlib figures outside pyplot that show as images in any kernel, with a caption
 """

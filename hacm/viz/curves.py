@@ -11,6 +11,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from hacm.errors import HacmError
 from hacm.viz.mpl import subplots
@@ -53,8 +55,8 @@ def loss_lr_figure(rows: Sequence[Mapping], *, title: str = "Training loss and l
     plotted = False
     for key in ("loss", "loss_rec", "loss_cc"):
         x, y = _series(rows, key, x_key)
-        if len(x):
-            ax.plot(x, y, label=key, lw=1.5 if key == "loss" else 1.0)
+        if len(x):   # markers when there are few points: a single logged step still shows
+            ax.plot(x, y, label=key, lw=1.5 if key == "loss" else 1.0, marker="o" if len(x) <= 20 else None, ms=3)
             plotted = True
     if not plotted:
         raise HacmError("loss_lr_figure: no row has a 'loss' value")
@@ -100,7 +102,10 @@ def reconstruction_figure(pred, target, mask, joint_names: Sequence[str], *,
                           title: str = "Masked motion reconstruction") -> Figure:
     """Target, prediction (L2 norm of each token's t_patch*3 values) and per-token MSE on masked tokens.
 
-    pred, target [TP, V, P] (or [TP*V, P] with V = len(joint_names)); mask [TP, V] bool, True = masked.
+    Target and prediction share one colour scale and one colour bar, so equal colours are equal
+    magnitudes. Kept (visible) tokens are not predicted: they are grey and hatched in the prediction
+    and error panels. pred, target [TP, V, P] (or [TP*V, P] with V = len(joint_names)); mask [TP, V]
+    bool, True = masked.
     """
     V = len(joint_names)
     pred, target = (np.asarray(a, dtype=np.float64) for a in (pred, target))
@@ -109,18 +114,35 @@ def reconstruction_figure(pred, target, mask, joint_names: Sequence[str], *,
     mask = np.asarray(mask, dtype=bool).reshape(pred.shape[:2])
     if pred.shape != target.shape or pred.shape[1] != V:
         raise HacmError(f"reconstruction_figure: pred {pred.shape} and target {target.shape} must be [TP, {V}, P]")
+    target_norm = np.linalg.norm(target, axis=-1)
+    pred_norm = np.where(mask, np.linalg.norm(pred, axis=-1), np.nan)
     err = np.where(mask, ((pred - target) ** 2).mean(-1), np.nan)
-    panels = [(np.linalg.norm(target, axis=-1), "target |motion| (normalised)", "viridis"),
-              (np.linalg.norm(pred, axis=-1), "prediction |motion|", "viridis"),
-              (err, f"MSE on masked tokens (mean {np.nanmean(err):.3f})", "magma")]
-    fig, axes = subplots(1, 3, figsize=(14, 0.22 * V + 2), sharey=True)
-    for ax, (values, name, cmap) in zip(axes, panels):
-        im = ax.imshow(values.T, aspect="auto", cmap=cmap, interpolation="nearest")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    shown = np.concatenate([target_norm.ravel(), pred_norm[mask]])
+    scale = {"vmin": float(shown.min()), "vmax": float(shown.max())}
+    panels = [(target_norm, "target |motion| (normalised)", "viridis", scale),
+              (pred_norm, "prediction |motion|, masked tokens", "viridis", scale),
+              (err, f"MSE on masked tokens (mean {np.nanmean(err):.3f})", "magma", {})]
+    fig, axes = subplots(1, 3, figsize=(14, 0.22 * V + 2.4), sharey=True, layout="constrained")
+    images = []
+    for ax, (values, name, cmap, limits) in zip(axes, panels):
+        images.append(ax.imshow(values.T, aspect="auto", cmap=cmap, interpolation="nearest", **limits))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("time patch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_facecolor("#d9d9d9")   # NaN cells (kept tokens) show the axes background
+    for ax in axes[1:]:
+        _hatch_kept(ax, ~mask)
+    fig.colorbar(images[0], ax=list(axes[:2]), fraction=0.03, pad=0.02, label="|motion| (target and prediction)")
+    fig.colorbar(images[2], ax=axes[2], fraction=0.046, pad=0.02, label="MSE")
     axes[0].set_yticks(range(V), joint_names, fontsize=6)
     axes[0].set_ylabel("joint")
-    fig.suptitle(title)
-    fig.tight_layout()
+    fig.legend(handles=[Patch(facecolor="#d9d9d9", hatch="///", edgecolor="#737373",
+                              label="kept (visible) token: not predicted")], loc="upper right", fontsize=8)
+    fig.suptitle(f"{title}: {int(mask.sum())} of {mask.size} tokens masked")
     return fig
+
+
+def _hatch_kept(ax, kept: np.ndarray) -> None:
+    """Hatch the cells of kept tokens ([TP, V] bool) on an image drawn as values.T."""
+    for t, v in zip(*np.nonzero(kept)):
+        ax.add_patch(Rectangle((t - 0.5, v - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#737373", lw=0))

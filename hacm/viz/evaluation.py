@@ -38,23 +38,29 @@ def per_class_accuracy(cm, class_names: Sequence[str]) -> dict[str, float]:
 
 def per_class_accuracy_figure(cm, class_names: Sequence[str], *, compare=None, labels: Sequence[str] = ("run", "other"),
                               title: str = "Per-class accuracy") -> Figure:
-    """Horizontal bars of per-class accuracy (sorted, worst at the bottom); `compare` adds a second run's cm."""
+    """Horizontal bars of per-class accuracy (sorted, worst at the bottom); `compare` adds a second run's cm.
+
+    Each class is labelled with its number of test clips (the row sum of `cm`), and the title says
+    how many that is per class; the legend sits above the bars, never over them."""
     acc = np.array(list(per_class_accuracy(cm, class_names).values()))
+    clips = _check_cm(cm, class_names).sum(1).astype(int)
     order = np.argsort(np.nan_to_num(acc, nan=-1.0))
-    fig, ax = subplots(figsize=(7, max(3.0, 0.22 * len(class_names) + 1)))
+    fig, ax = subplots(figsize=(7, max(3.0, 0.22 * len(class_names) + 1.4)), layout="constrained")
     y = np.arange(len(class_names))
     h = 0.4 if compare is not None else 0.8
     ax.barh(y + (h / 2 if compare is not None else 0), acc[order], height=h, label=labels[0])
     if compare is not None:
         other = np.array(list(per_class_accuracy(compare, class_names).values()))
         ax.barh(y - h / 2, other[order], height=h, label=labels[1])
-        ax.legend(loc="lower right")
-    ax.set_yticks(y, [class_names[i] for i in order], fontsize=7)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
+    ax.set_yticks(y, [f"{class_names[i]} ({clips[i]})" for i in order], fontsize=7)
     ax.set_xlabel("accuracy (%)")
+    ax.set_ylabel("class (test clips)")
     ax.set_xlim(0, 100)
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title(title)
-    fig.tight_layout()
+    per_class = f"{clips.min()}" if clips.min() == clips.max() else f"{clips.min()}-{clips.max()}"
+    ax.set_title(f"{title}\n{per_class} test clips per class, {clips.sum()} in all", fontsize=10,
+                 pad=18 if compare is not None else 6)
     return fig
 
 
@@ -158,14 +164,15 @@ def tau_curve_figure(points: Sequence[Mapping], *, metric: str = "accuracy (%)",
 
 def method_comparison_figure(methods: Mapping[str, Mapping], *, metric: str = "accuracy (%)",
                              title: str = "Methods compared") -> Figure:
-    """Per method: the seeds as dots, their mean as a bar, the 95 % CI (clips x seeds) as an error bar.
+    """Per method: the seeds as dots, their mean as a bar, the 95 % CI (clips x seeds) as an error bar;
+    the legend sits above the axes, never over a bar.
 
     methods: name -> {"values": per-seed accuracies, "mean", "ci": (lo, hi)} in percent, in display order.
     """
     if not methods:
         raise HacmError("method_comparison_figure: no methods given")
     names = list(methods)
-    fig, ax = subplots(figsize=(max(5.0, 1.3 * len(names) + 2), 4))
+    fig, ax = subplots(figsize=(max(5.0, 1.3 * len(names) + 2), 4.3), layout="constrained")
     x = np.arange(len(names))
     means = np.array([methods[n]["mean"] for n in names], dtype=float)
     lo = np.array([methods[n]["ci"][0] for n in names], dtype=float)
@@ -182,7 +189,6 @@ def method_comparison_figure(methods: Mapping[str, Mapping], *, metric: str = "a
     span = max(hi.max() - lo.min(), 1.0)
     ax.set_ylim(max(0.0, lo.min() - 0.6 * span), min(100.0, hi.max() + 0.4 * span))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title)
-    fig.tight_layout()
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False)   # above the bars
+    ax.set_title(title, pad=20)
     return fig

@@ -7,6 +7,10 @@ Starting a browser costs about 2 s, so the first successful export starts one ka
 that the rest of the process reuses (`close_exporter()` stops it; kaleido also stops it at exit).
 Only the Debian `chromium` on this machine is used: nothing here downloads a browser. Without it,
 plotly figures are written as HTML only and a warning says why, once per process.
+
+A figure's caption (what it shows, on what: views, tau, checkpoint) is saved beside it as
+`name.caption.txt`; the report's index prints it under the thumbnail, and a matplotlib figure
+shows it under the image in the notebook (hacm.viz.mpl).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ log = logging.getLogger(__name__)
 PNG_DPI = 150          # matplotlib raster resolution
 PLOTLY_PNG_SCALE = 2   # plotly PNGs at twice the layout size, for print
 DEFAULT_SIZE = (900, 600)  # plotly PNG size in layout pixels when the figure sets none
+CAPTION_SUFFIX = ".caption.txt"
 
 # Process-wide exporter state: "unknown" until the first plotly PNG export is tried,
 # then "server" (a kaleido sync server is running) or "html-only" (no usable browser).
@@ -86,8 +91,17 @@ def png_export_available() -> bool:
     return _start_kaleido()
 
 
-def save_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
+def caption_of(figure_file: Path) -> str | None:
+    """The caption saved with a figure file (`name.png` or `name.html`), or None."""
+    path = figure_file.with_name(figure_file.stem + CAPTION_SUFFIX)
+    return path.read_text().strip() if path.is_file() else None
+
+
+def save_figure(fig, out_dir: str | Path, name: str, caption: str | None = None) -> list[Path]:
     """Save `fig` as `out_dir/name.*` and return the written paths.
+
+    `caption` (default: the figure's own `caption`, if any) goes to `name.caption.txt`, and a
+    matplotlib figure keeps it for its notebook display.
 
     matplotlib Figure -> `name.png` (dpi 150, tight bounding box).
     plotly Figure / FigureWidget -> `name.html` (always; plotly.js shared in `out_dir/plotly.min.js`)
@@ -98,11 +112,17 @@ def save_figure(fig, out_dir: str | Path, name: str) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    caption = caption if caption is not None else getattr(fig, "caption", None)
+    if caption:
+        written.append(out / f"{name}{CAPTION_SUFFIX}")
+        written[-1].write_text(caption.strip() + "\n")
 
     if hasattr(fig, "savefig"):  # matplotlib
+        if caption:
+            fig.caption = caption
         path = out / f"{name}.png"
         fig.savefig(path, dpi=PNG_DPI, bbox_inches="tight")
-        return [path]
+        return [path, *written]
 
     if hasattr(fig, "to_plotly_json"):  # plotly (Figure or FigureWidget)
         import plotly.graph_objects as go
