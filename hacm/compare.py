@@ -6,6 +6,8 @@ keys that differ between runs, and one row of hyper-parameters and final numbers
     diff = config_diff(runs, names)                 # {"masking.strategy": {name: value}, ...}
     rows = comparison_rows(runs, names)             # run x differing keys x summary numbers
 
+    curves = epoch_curves(runs, names, ["loss", "test_acc"])   # {protocol: {name: epoch records}}
+
 Figures and tables of these are hacm.viz.curves.run_curves_figure and hacm.viz.tables.SortableTable.
 """
 from __future__ import annotations
@@ -115,14 +117,28 @@ def comparison_rows(runs: Sequence[Run], names: dict[Path, str] | None = None, *
     rows = []
     for r in runs:
         name = names[r.path.resolve()]
-        rows.append({"run": name, **{k: values[name] for k, values in diff.items()},
-                     **_result_numbers(r, metrics), "finished": bool(r.summary)})
+        rows.append({"run": name, "finished": bool(r.summary), **{k: values[name] for k, values in diff.items()},
+                     **_result_numbers(r, metrics)})
     return rows
 
 
-def by_protocol(runs: Sequence[Run]) -> dict[str, list[Run]]:
-    """The runs grouped by protocol (a pre-training loss and a classifier's are not on one scale)."""
-    groups: dict[str, list[Run]] = {}
+def config_diff_rows(diff: dict[str, dict[str, object]]) -> list[dict]:
+    """The config diff as table rows: one per (key, value), with the runs that have that value."""
+    rows = []
+    for key, values in diff.items():
+        by_value: dict[str, list[str]] = {}
+        for name, v in values.items():
+            by_value.setdefault("(not set)" if v is None else str(v), []).append(name)
+        rows += [{"key": key, "value": v, "runs": ", ".join(names)} for v, names in by_value.items()]
+    return rows
+
+
+def epoch_curves(runs: Sequence[Run], names: dict[Path, str], metrics: Sequence[str]) -> dict[str, dict[str, list]]:
+    """{protocol: {run name: epoch records}} for the runs that logged any of `metrics` per epoch,
+    grouped by protocol (a pre-training loss and a classifier's are not on one scale)."""
+    out: dict[str, dict[str, list]] = {}
     for r in runs:
-        groups.setdefault(r.config.protocol, []).append(r)
-    return groups
+        rows = r.rows("epoch")
+        if any(m in row for row in rows for m in metrics):
+            out.setdefault(r.config.protocol, {})[names[r.path.resolve()]] = rows
+    return out

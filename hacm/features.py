@@ -77,6 +77,10 @@ def feature_spaces(sources: Mapping[str, str | Path | None], *, test_clips: int 
     """`feature_space` of each named checkpoint / run directory; None stands for an untrained encoder
     built from the config of the first checkpoint named (so it is compared on the same data). All
     panels show the same test clips when the checkpoints share their data settings."""
+    for name, source in sources.items():
+        if source is not None and not str(source):
+            raise HacmError(f"checkpoints[{name!r}]: set a run directory or checkpoint file "
+                            "(or None for an untrained encoder)")
     given = [s for s in sources.values() if s is not None]
     if not given:
         raise HacmError("checkpoints: name at least one checkpoint or run directory (None alone gives "

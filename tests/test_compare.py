@@ -99,7 +99,27 @@ def test_comparison_rows_hold_differing_keys_and_results_in_percent(runs):
         set(compare.config_diff(all_runs))
     chosen = compare.comparison_rows(all_runs, metrics=["test_acc"])
     assert [r["test_acc (%)"] for r in chosen] == [50.0, None, None, None]
-    assert {g: len(rs) for g, rs in compare.by_protocol(all_runs).items()} == {"linprobe": 1, "pretrain": 3}
+    assert list(rows) == [r["run"] for r in compare.comparison_rows(all_runs)]
+    assert list(rows["ha-cm/seed0/linprobe"])[:2] == ["run", "finished"]
+
+
+def test_config_diff_rows_list_the_runs_of_each_value(runs):
+    pre = compare.load_runs(str(runs / "*" / "*" / "pretrain"))
+    rows = compare.config_diff_rows(compare.config_diff(pre))
+    assert {"key": "train.seed", "value": "0", "runs": "ha-cm/seed0/pretrain, mamp/seed0/pretrain"} in rows
+    assert {"key": "train.seed", "value": "1", "runs": "ha-cm/seed1/pretrain"} in rows
+    assert sorted({r["key"] for r in rows}) == ["masking.tau", "model.cc_weight", "train.seed"] and len(rows) == 6
+
+
+def test_epoch_curves_group_runs_by_protocol(runs):
+    all_runs = compare.load_runs(str(runs / "*" / "*" / "*"))
+    names = compare.run_names([r.path for r in all_runs])
+    curves = compare.epoch_curves(all_runs, names, ["loss"])
+    assert {p: sorted(c) for p, c in curves.items()} == {
+        "linprobe": ["ha-cm/seed0/linprobe"],
+        "pretrain": ["ha-cm/seed0/pretrain", "ha-cm/seed1/pretrain", "mamp/seed0/pretrain"]}
+    assert curves["pretrain"]["ha-cm/seed1/pretrain"] == [r for r in all_runs if r.path.parent.name == "seed1"][0].rows("epoch")
+    assert list(compare.epoch_curves(all_runs, names, ["test_acc"])) == ["linprobe"]
 
 
 def test_run_curves_overlay_runs_with_seed_sharing_a_colour(runs):
