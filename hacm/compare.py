@@ -27,17 +27,21 @@ BOOKKEEPING = frozenset({"epoch", "step", "epochs", "best_epoch", "lr", "seconds
 
 
 def find_runs(patterns: str | Path | Sequence[str | Path]) -> list[Path]:
-    """The run directories named by paths and / or glob patterns, in order, each once."""
+    """The run directories named by paths and / or glob patterns, in order, each once. A pattern
+    keeps the run directories among its matches (and must match one); a plain path must be one."""
     if isinstance(patterns, (str, Path)):
         patterns = [patterns]
     found: dict[Path, None] = {}
     for pattern in map(str, patterns):
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not glob.has_magic(pattern):
+            if not (Path(pattern) / CONFIG_FILE).is_file():
+                raise HacmError(f"runs: {pattern} is not a hacm run directory (no {CONFIG_FILE})")
+            found.setdefault(Path(pattern).resolve())
+            continue
+        matches = [m for m in sorted(glob.glob(pattern)) if (Path(m) / CONFIG_FILE).is_file()]
         if not matches:
-            raise HacmError(f"runs: the pattern {pattern!r} matches no directory")
+            raise HacmError(f"runs: the pattern {pattern!r} matches no run directory (a folder with {CONFIG_FILE})")
         for m in matches:
-            if not (Path(m) / CONFIG_FILE).is_file():
-                raise HacmError(f"runs: {m} is not a hacm run directory (no {CONFIG_FILE})")
             found.setdefault(Path(m).resolve())
     if not found:
         raise HacmError("runs: give at least one run directory or glob pattern")

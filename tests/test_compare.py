@@ -53,8 +53,13 @@ def runs(tmp_path):
 def test_find_runs_takes_paths_and_globs_once_each(runs):
     found = compare.find_runs([str(runs / "*" / "seed0" / "pretrain"), runs / "ha-cm" / "seed0" / "pretrain"])
     assert found == [(runs / "ha-cm" / "seed0" / "pretrain").resolve(), (runs / "mamp" / "seed0" / "pretrain").resolve()]
-    with pytest.raises(HacmError, match="matches no directory"):
+    with pytest.raises(HacmError, match="matches no run directory"):
         compare.find_runs(str(runs / "nothing*"))
+    # a pattern keeps the run directories among its matches: ha-cm/seed0/* holds files too
+    (runs / "ha-cm" / "seed0" / "notes.txt").write_text("not a run")
+    assert len(compare.find_runs(str(runs / "ha-cm" / "seed0" / "*"))) == 2
+    with pytest.raises(HacmError, match="matches no run directory"):
+        compare.find_runs(str(runs / "ha-cm" / "seed0" / "*.txt"))
     with pytest.raises(HacmError, match="not a hacm run directory"):
         compare.find_runs(runs / "ha-cm")
 
