@@ -3,7 +3,7 @@
 clips' features. hacm.viz.features draws them (t-SNE).
 
     spaces = feature_spaces({"HA-CM": "runs/hacm/seed0/pretrain", "random encoder": None},
-                            test_clips=300, seed=0)
+                            test_clips=300, train_clips=None, seed=0)
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ class FeatureSpace:
     labels: np.ndarray          # [n] their classes
     class_names: list[str]
     k: int
-    knn_accuracy: float         # kNN-k accuracy of these n clips against every training clip's features
+    knn_accuracy: float         # kNN-k accuracy of these n clips against the training clips' features
+    train_clips: int            # how many training clips the kNN compared with
 
 
 def checkpoint_config(source: str | Path) -> RunConfig:
@@ -51,29 +52,33 @@ def sample_indices(n: int, size: int | None, seed: int) -> np.ndarray:
     or n <= size)."""
     if size is None or size >= n:
         return np.arange(n)
-    if size < 1:
-        raise HacmError(f"test_clips: expected a positive number of clips or None (all), got {size}")
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
+def _sample(dataset, size: int | None, seed: int, what: str):
+    if size is not None and size < 1:
+        raise HacmError(f"{what}: expected a positive number of clips or None (all), got {size}")
+    return Subset(dataset, sample_indices(len(dataset), size, seed).tolist())
+
+
 def feature_space(name: str, source: str | Path | torch.nn.Module, cfg: RunConfig, *, test_clips: int | None = None,
-                  k: int = 20, seed: int = 0, batch_size: int = 256) -> FeatureSpace:
-    """Features of `test_clips` test clips (a seeded sample; None: all) of cfg's data under the
-    encoder of `source` (run dir, checkpoint or module), and their kNN-k accuracy against the
-    features of all training clips (un-augmented, as the kNN protocol takes them)."""
+                  train_clips: int | None = None, k: int = 20, seed: int = 0, batch_size: int = 256) -> FeatureSpace:
+    """Features of `test_clips` test clips of cfg's data under the encoder of `source` (run dir,
+    checkpoint or module), and their kNN-k accuracy against the features of `train_clips` training
+    clips (un-augmented, as the kNN protocol takes them). Both are seeded samples; None: all."""
     store = Store.open(cfg.data.store)
-    train_set = make_dataset(cfg, store, "train", augment=False)
-    test_set = make_dataset(cfg, store, "test", augment=False)
-    test_set = Subset(test_set, sample_indices(len(test_set), test_clips, seed).tolist())
+    train_set = _sample(make_dataset(cfg, store, "train", augment=False), train_clips, seed, "train_clips")
+    test_set = _sample(make_dataset(cfg, store, "test", augment=False), test_clips, seed, "test_clips")
     train_f, train_y = extract_features(source, train_set, batch_size=batch_size, num_workers=cfg.data.num_workers)
     test_f, test_y = extract_features(source, test_set, batch_size=batch_size, num_workers=cfg.data.num_workers)
     acc = knn_accuracy(train_f, train_y, test_f, test_y, k=(k,), temperature=cfg.knn.temperature,
                        num_classes=store.num_classes)[k]
-    return FeatureSpace(name, test_f, test_y, list(store.class_names), k, acc)
+    return FeatureSpace(name, test_f, test_y, list(store.class_names), k, acc, len(train_y))
 
 
-def feature_spaces(sources: Mapping[str, str | Path | None], *, test_clips: int | None = None, k: int = 20,
-                   seed: int = 0, batch_size: int = 256) -> list[FeatureSpace]:
+def feature_spaces(sources: Mapping[str, str | Path | None], *, test_clips: int | None = None,
+                   train_clips: int | None = None, k: int = 20, seed: int = 0,
+                   batch_size: int = 256) -> list[FeatureSpace]:
     """`feature_space` of each named checkpoint / run directory; None stands for an untrained encoder
     built from the config of the first checkpoint named (so it is compared on the same data). All
     panels show the same test clips when the checkpoints share their data settings."""
@@ -91,6 +96,6 @@ def feature_spaces(sources: Mapping[str, str | Path | None], *, test_clips: int 
         cfg = reference if source is None else checkpoint_config(source)
         encoder = (untrained_encoder(reference, Store.open(reference.data.store).num_classes, seed)
                    if source is None else source)
-        spaces.append(feature_space(name, encoder, cfg, test_clips=test_clips, k=k, seed=seed,
-                                    batch_size=batch_size))
+        spaces.append(feature_space(name, encoder, cfg, test_clips=test_clips, train_clips=train_clips, k=k,
+                                    seed=seed, batch_size=batch_size))
     return spaces

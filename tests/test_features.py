@@ -56,8 +56,6 @@ def test_sample_indices_is_a_seeded_subset():
     assert len(set(a)) == 10 and list(a) == sorted(a) and a.max() < 100
     np.testing.assert_array_equal(a, features.sample_indices(100, 10, seed=3))
     assert list(features.sample_indices(5, None, seed=0)) == list(features.sample_indices(5, 9, seed=0)) == [0, 1, 2, 3, 4]
-    with pytest.raises(HacmError, match="test_clips"):
-        features.sample_indices(5, 0, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +83,24 @@ def test_feature_spaces_are_the_checkpoints_features_and_knn(pretrained):
     train_f, train_y = extract_features(run, make_dataset(cfg, None, "train", augment=False))
     assert trained.k == 3 and trained.knn_accuracy == knn_accuracy(train_f, train_y, all_f[idx], trained.labels,
                                                                     k=(3,), num_classes=6)[3]
+    assert trained.train_clips == len(train_y) == 36
     # the untrained encoder: built from the checkpoint's config, seeded, not the trained one
     again = features.feature_spaces({"trained": run, "random": None}, test_clips=10, k=3, seed=1)[1]
     np.testing.assert_array_equal(again.features, random.features)
     assert not np.allclose(random.features, trained.features)
     with pytest.raises(HacmError, match="at least one checkpoint"):
         features.feature_spaces({"random": None})
+    with pytest.raises(HacmError, match="test_clips"):
+        features.feature_spaces({"trained": run}, test_clips=0)
+
+
+def test_knn_memory_can_be_a_sample_of_the_training_clips(pretrained):
+    cfg, run = pretrained
+    space = features.feature_space("trained", run, cfg, test_clips=10, train_clips=12, k=3, seed=2)
+    train = make_dataset(cfg, None, "train", augment=False)
+    idx = features.sample_indices(len(train), 12, seed=2)
+    train_f, train_y = extract_features(run, train)
+    test_f, test_y = extract_features(run, make_dataset(cfg, None, "test", augment=False))
+    test_idx = features.sample_indices(len(test_y), 10, seed=2)
+    assert space.train_clips == 12 and space.knn_accuracy == knn_accuracy(
+        train_f[idx], train_y[idx], test_f[test_idx], test_y[test_idx], k=(3,), num_classes=6)[3]

@@ -178,7 +178,8 @@ def test_features(tmp_path, pretrained):
                       seed=1)
     spaces = features.feature_spaces({"tiny": run, "untrained": None}, test_clips=8, k=3, seed=1)
     assert summary == {"tiny: kNN-3 (%)": round(100 * spaces[0].knn_accuracy, 1),
-                       "untrained: kNN-3 (%)": round(100 * spaces[1].knn_accuracy, 1), "test clips": 8}
+                       "untrained: kNN-3 (%)": round(100 * spaces[1].knn_accuracy, 1), "test clips": 8,
+                       "train clips": CLIPS * 2 // 3}
     assert (tmp_path / "features_tsne.png").is_file()
 
 
