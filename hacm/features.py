@@ -66,6 +66,8 @@ def feature_space(name: str, source: str | Path | torch.nn.Module, cfg: RunConfi
     """Features of `test_clips` test clips of cfg's data under the encoder of `source` (run dir,
     checkpoint or module), and their kNN-k accuracy against the features of `train_clips` training
     clips (un-augmented, as the kNN protocol takes them). Both are seeded samples; None: all."""
+    if isinstance(source, (str, Path)):   # read the checkpoint once for both parts
+        source = checkpoint.load_model(source)
     store = Store.open(cfg.data.store)
     train_set = _sample(make_dataset(cfg, store, "train", augment=False), train_clips, seed, "train_clips")
     test_set = _sample(make_dataset(cfg, store, "test", augment=False), test_clips, seed, "test_clips")
