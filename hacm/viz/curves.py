@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from hacm.errors import HacmError
 from hacm.viz.mpl import subplots
@@ -162,6 +163,7 @@ def run_curves_figure(curves: Mapping[str, Sequence[Mapping]], metrics: Sequence
     for ax, metric in zip(axes[0], shown):
         ax.set_title(metric, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{metric} (%)" if "acc" in metric else metric)
         ax.grid(alpha=0.3)
     fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
