@@ -204,6 +204,7 @@ class TrainConfig:
     checkpoint_every: int = 20               # epochs between checkpoints/epoch_NNNN.pt (0 = never)
     eval_every: int = 1                      # linprobe/finetune: epochs between test evaluations (and the last)
     log_every: int = 10                      # steps between metrics.jsonl step records
+    tensorboard: bool = True                 # also write the metrics as TensorBoard events (rank 0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     pretrained: str | None = None            # hacm run dir / checkpoint, or an original MAMP .pth
     max_steps_per_epoch: int | None = None   # cut epochs short (smoke runs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,21 +38,23 @@ TENSORBOARD_DIR = "tensorboard"
 
 # Keys that may change between a run and its resume: they do not alter what is computed.
 RESUMABLE_CHANGES = {"train.epochs", "train.checkpoint_every", "train.log_every", "train.eval_every",
-                     "train.device", "data.num_workers", "data.store"}
-# Keys that say where and how fast a run computed, not what: a finished run is reused across them.
-_PLACEMENT_KEYS = {"train.device", "data.num_workers"}
+                     "train.device", "data.num_workers", "data.store", "train.tensorboard"}
+# Keys that say where and how fast a run computed, or in which extra format it logged, not what it
+# computed: a finished run is reused across them.
+_PLACEMENT_KEYS = {"train.device", "data.num_workers", "train.tensorboard"}
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested config dict as {dotted key: value}."""
     out = {}
     for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 
 def _changed(saved: dict, now: dict, ignore: set[str]) -> list[str]:
     """Dotted keys whose values differ between two config dicts, except `ignore`."""
-    saved, now = _flatten(saved), _flatten(now)
+    saved, now = flatten(saved), flatten(now)
     return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in ignore)
 
 
@@ -80,27 +83,29 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, is_main: bool) -> dict 
 
 class RunWriter:
     """metrics.jsonl, summary.json, predictions.npz and TensorBoard events; on ranks other than 0
-    (active=False) every call does nothing."""
+    (active=False) every call does nothing.
 
-    def __init__(self, run_dir: Path, active: bool, keep_before_epoch: int | None = None):
+    resume_from: (epoch, step) of the checkpoint a resumed run continues from. Records written after
+    it (the epoch that was cut short) are dropped from metrics.jsonl, and TensorBoard is told to
+    hide its events from step + 1 on (purge_step), so neither holds a step twice.
+    """
+
+    def __init__(self, run_dir: Path, active: bool, *, resume_from: tuple[int, int] | None = None,
+                 tensorboard: bool = True):
         self.run_dir, self.active = Path(run_dir), active
         self.tb = None
         if not active:
             return
-        path = self.run_dir / METRICS_FILE
-        if keep_before_epoch is not None and path.exists():
-            # Resuming: records of the epoch that was cut short would be duplicated; drop them.
+        path, tb_dir = self.run_dir / METRICS_FILE, self.run_dir / TENSORBOARD_DIR
+        if resume_from is not None and path.exists():
             rows = read_metrics(self.run_dir)
             write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows
-                                            if r.get("epoch", 0) < keep_before_epoch))
-        elif path.exists():
-            path.unlink()
-        try:   # torch.utils.tensorboard raises ImportError when the tensorboard package is missing
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            logger.info("tensorboard is not installed: metrics go to %s only", path)
-        else:
-            self.tb = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR))
+                                            if r.get("epoch", 0) < resume_from[0]))
+        elif resume_from is None:   # a new run: nothing of an earlier attempt may mix in
+            path.unlink(missing_ok=True)
+            shutil.rmtree(tb_dir, ignore_errors=True)
+        if tensorboard:
+            self.tb = _summary_writer(tb_dir, purge_step=None if resume_from is None else resume_from[1] + 1)
 
     def log(self, record: dict) -> None:
         if not self.active:
@@ -109,7 +114,7 @@ class RunWriter:
             f.write(json.dumps(record) + "\n")
         if self.tb is not None and record["kind"] != "start":   # start: run facts, not curves
             for k, v in record.items():
-                if k not in ("kind", "epoch", "step") and isinstance(v, (int, float)):
+                if k not in ("kind", "epoch", "step") and isinstance(v, (int, float)) and not isinstance(v, bool):
                     self.tb.add_scalar(f"{record['kind']}/{k}", v, record["step"])
 
     def summary(self, values: dict) -> None:
@@ -123,6 +128,16 @@ class RunWriter:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _summary_writer(log_dir: Path, purge_step: int | None):
+    try:   # torch.utils.tensorboard raises ImportError when the tensorboard package is missing
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.warning("tensorboard is not installed (pip install tensorboard): metrics go to %s only",
+                       log_dir.parent / METRICS_FILE)
+        return None
+    return SummaryWriter(str(log_dir), purge_step=purge_step)
 
 
 def write_predictions(run_dir: str | Path, labels: np.ndarray, predictions: dict[str, np.ndarray]) -> Path:

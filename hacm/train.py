@@ -238,7 +238,8 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, proc: Process) -> dict:
         checkpoint.set_rng_state(state["rng"])
         if proc.is_main:
             logger.info("resuming %s at epoch %d, step %d", run_dir, start_epoch, step)
-    writer = rundir.RunWriter(run_dir, proc.is_main, keep_before_epoch=start_epoch if state is not None else None)
+    writer = rundir.RunWriter(run_dir, proc.is_main, resume_from=(start_epoch, step) if state is not None else None,
+                              tensorboard=t.tensorboard)
     if state is None:
         writer.log({"kind": "start", "epoch": 0, "step": 0, "protocol": cfg.protocol,
                     "train_clips": len(data.train_set), "world_size": proc.world_size,
@@ -312,7 +313,7 @@ def knn(cfg: RunConfig, run_dir: str | Path) -> dict:
                  for part in ("train", "test")}
         preds = knn_predict(*feats["train"], feats["test"][0], k=cfg.knn.k, temperature=cfg.knn.temperature,
                             num_classes=store.num_classes)
-        writer = rundir.RunWriter(run_dir, True)
+        writer = rundir.RunWriter(run_dir, True, tensorboard=cfg.train.tensorboard)
         writer.predictions(feats["test"][1], {f"knn{k}": p for k, p in preds.items()})
         record = {"kind": "knn", "epoch": 0, "step": 0, "pretrained": cfg.train.pretrained,
                   "train_clips": len(feats["train"][1]), "test_clips": len(feats["test"][1]),

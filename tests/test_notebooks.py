@@ -17,7 +17,7 @@ from papermill.translators import PythonTranslator
 from test_evaluate import brute_force_knn
 
 from hacm import evaluate as ev
-from hacm import notebook, rundir
+from hacm import features, notebook, rundir
 from hacm.data.store import Store
 from hacm.datasets import make_dataset
 from hacm.report import notebook_parameters
@@ -109,7 +109,8 @@ def test_figures_display_as_images_in_the_notebook_and_its_page(pretrained, eval
 def test_notebooks_are_committed_clean():
     """One `parameters` cell each, report_dir among its parameters, no outputs, the hacm kernel."""
     names = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
-    assert names == ["ablations", "confusion", "data_overview", "evaluate", "explorer", "methods", "pretrain"]
+    assert names == ["ablations", "compare", "confusion", "data_overview", "evaluate", "explorer", "features",
+                     "methods", "pretrain"]
     for name in names:
         nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
         nbformat.validate(nb)
@@ -205,6 +206,35 @@ def test_confusion(tmp_path, evaluated):
     assert summary["accuracy"] == pytest.approx(evaluated[1]["linprobe_test_acc"])
     for fig in ("confusion", "confusion_difference", "per_class_comparison"):
         assert (tmp_path / f"{fig}.png").is_file()
+
+
+def test_compare(tmp_path, pretrained, evaluated):
+    runs = [str(pretrained[0] / "run"), str(evaluated[0] / "*")]     # a path and a glob
+    summary = execute("compare", tmp_path, runs=runs, table_metrics=["loss", "test_acc"])
+    found = [pretrained[0] / "run"] + sorted(p for p in evaluated[0].iterdir() if (p / "config.yaml").is_file())
+    assert summary["runs"] == len(found) == 4                          # pretrain, linprobe, semi, knn
+    assert {"protocol", "train.pretrained", "data.subset_fraction"} <= set(summary["differing keys"])
+    table = (tmp_path / "compare.md").read_text().splitlines()
+    assert len(table) == 2 + 4 and table[0].startswith("| run | finished |") and "test_acc (%)" in table[0]
+    # pre-training, linear probe and semi-supervised fine-tuning curves; kNN has no epochs
+    for protocol in ("pretrain", "linprobe", "finetune"):
+        assert (tmp_path / f"curves_{protocol}.png").is_file(), protocol
+    assert not (tmp_path / "curves_knn.png").exists()
+    nb = nbformat.read(tmp_path / "compare.ipynb", as_version=4)
+    html = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if "text/html" in o.get("data", {})]
+    assert sum("hacm-sortable" in h for h in html) == 2                 # the run table and the config diff
+
+
+def test_features(tmp_path, pretrained):
+    run = pretrained[0] / "run"
+    summary = execute("features", tmp_path, checkpoints={"tiny": str(run), "untrained": None}, test_clips=8, k=3,
+                      seed=1)
+    spaces = features.feature_spaces({"tiny": run, "untrained": None}, test_clips=8, k=3, seed=1)
+    assert summary == {"tiny: kNN-3 (%)": round(100 * spaces[0].knn_accuracy, 1),
+                       "untrained: kNN-3 (%)": round(100 * spaces[1].knn_accuracy, 1), "test clips": 8,
+                       "train clips": CLIPS * 2 // 3}
+    assert (tmp_path / "features_tsne.png").is_file()
 
 
 def test_ablations_share_identical_runs(tmp_path, store):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import torch
 
 from hacm import optim, train
 from hacm.checkpoint import build_model
-from hacm.config import from_dict
+from hacm.config import from_dict, replace
 from hacm.data.store import SampleRecord, Store, StoreWriter
 from hacm.datasets import make_dataset
 from hacm.errors import ConfigError, HacmError
@@ -190,35 +189,69 @@ def test_a_run_directory_is_not_overwritten(toy_store, tmp_path):
         train.pretrain(cfg, tmp_path / "run")
 
 
-def test_tensorboard_gets_the_step_and_epoch_curves_when_installed(toy_store, tmp_path, monkeypatch):
-    scalars = []
+def _tensorboard_scalars(run_dir) -> dict[tuple[str, int], list[float]]:
+    """(tag, step) -> every value TensorBoard shows there (after its purges), read with its own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    class FakeSummaryWriter:
-        def __init__(self, log_dir):
-            self.log_dir = log_dir
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})   # 0: keep all
+    acc.Reload()
+    out = {}
+    for tag in acc.Tags()["scalars"]:
+        for event in acc.Scalars(tag):
+            out.setdefault((tag, event.step), []).append(event.value)
+    return out
 
-        def add_scalar(self, tag, value, step):
-            scalars.append((tag, value, step))
 
-        def close(self):
-            scalars.append(("closed", None, None))
+def _metrics_as_scalars(run_dir) -> dict[tuple[str, int], list[float]]:
+    """What the TensorBoard events must hold: every number of every step / epoch record of metrics.jsonl."""
+    out = {}
+    for r in load_run(run_dir).metrics:
+        if r["kind"] == "start":
+            continue
+        for k, v in r.items():
+            if k not in ("kind", "epoch", "step") and isinstance(v, (int, float)):
+                out.setdefault((f"{r['kind']}/{k}", r["step"]), []).append(v)
+    return out
 
-    fake = types.ModuleType("torch.utils.tensorboard")
-    fake.SummaryWriter = FakeSummaryWriter
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
-    cfg = toy_config(toy_store.path, train={"epochs": 1, "max_steps_per_epoch": 2, "batch_size": 8,
+
+def test_tensorboard_events_equal_the_metrics_and_a_resume_adds_only_later_steps(toy_store, tmp_path,
+                                                                                    monkeypatch):
+    cfg = toy_config(toy_store.path, train={"epochs": 3, "max_steps_per_epoch": 2, "batch_size": 8,
                                             "log_every": 1})
-    train.pretrain(cfg, tmp_path / "tb")
-    tags = {tag for tag, _, _ in scalars}
-    assert {"step/loss", "step/lr", "epoch/loss", "epoch/clips_per_s"} <= tags
-    assert not any(t.startswith("start/") for t in tags)                   # run facts are not curves
-    assert [s for tag, _, s in scalars if tag == "step/loss"] == [1, 2]    # x axis: optimiser steps
-    assert scalars[-1][0] == "closed"
-    # without tensorboard (the import fails) the run writes metrics.jsonl only
+    real_lr_at = train.lr_at
+
+    def killed_in_epoch_2(step, *args):
+        if step == 5:   # epoch 2 (steps 5, 6) has logged step 5 when the job dies
+            raise KeyboardInterrupt
+        return real_lr_at(step, *args)
+    monkeypatch.setattr(train, "lr_at", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.pretrain(cfg, tmp_path / "run")
+    assert ("step/loss", 5) in _tensorboard_scalars(tmp_path / "run")       # the step that will be redone
+    monkeypatch.undo()
+    train.pretrain(cfg, tmp_path / "run", resume=True)
+
+    events, metrics = _tensorboard_scalars(tmp_path / "run"), _metrics_as_scalars(tmp_path / "run")
+    assert events.keys() == metrics.keys()
+    for key, values in metrics.items():   # one value per (tag, step): nothing was logged twice
+        assert len(events[key]) == len(values) == 1 and events[key][0] == pytest.approx(values[0], rel=1e-6), key
+    tags = {tag for tag, _ in events}
+    assert {"step/loss", "step/loss_rec", "step/loss_cc", "step/lr", "epoch/loss", "epoch/loss_rec",
+            "epoch/loss_cc", "epoch/lr", "epoch/clips_per_s"} <= tags
+    assert any(t.startswith("epoch/keep_spread_") for t in tags)
+    assert sorted(s for t, s in events if t == "step/loss") == [1, 2, 3, 4, 5, 6]
+    assert sorted(s for t, s in events if t == "epoch/loss") == [2, 4, 6]
+
+
+def test_tensorboard_off_or_missing_leaves_metrics_jsonl_only(toy_store, tmp_path, monkeypatch):
+    cfg = toy_config(toy_store.path, train={"epochs": 1, "max_steps_per_epoch": 2, "batch_size": 8,
+                                            "log_every": 1, "tensorboard": False})
+    train.pretrain(cfg, tmp_path / "off")
+    assert not (tmp_path / "off" / "tensorboard").exists() and load_run(tmp_path / "off").rows("step")
+    # tensorboard not installed (the import fails): the run goes on without events
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    scalars.clear()
-    train.pretrain(cfg, tmp_path / "no_tb")
-    assert scalars == [] and load_run(tmp_path / "no_tb").rows("step")
+    train.pretrain(replace(cfg, train={"tensorboard": True}), tmp_path / "missing")
+    assert not (tmp_path / "missing" / "tensorboard").exists() and load_run(tmp_path / "missing").rows("epoch")
 
 
 def test_protocol_mismatch_is_a_config_error(toy_store, tmp_path):

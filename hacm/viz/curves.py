@@ -1,5 +1,5 @@
 """Static (matplotlib) figures of data and training runs: clip lengths, loss and learning rate,
-accuracy per epoch, masked-motion reconstruction.
+accuracy per epoch, masked-motion reconstruction, the curves of several runs overlaid.
 
 Inputs are plain data: clip lengths, metrics rows as written to a run's metrics.jsonl (dicts with
 epoch, step, loss, lr, accuracy, ...), reconstruction arrays. Nothing here reads checkpoints or
@@ -7,8 +7,10 @@ imports the model.
 """
 from __future__ import annotations
 
+import re
 from typing import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
@@ -146,3 +148,45 @@ def _hatch_kept(ax, kept: np.ndarray) -> None:
     """Hatch the cells of kept tokens ([TP, V] bool) on an image drawn as values.T."""
     for t, v in zip(*np.nonzero(kept)):
         ax.add_patch(Rectangle((t - 0.5, v - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#737373", lw=0))
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _colour_group(name: str) -> str:
+    """Runs that differ only in their seed share a colour: the name without its seed<k> part."""
+    return re.sub(r"(^|/)seed\d+(?=/|$)", "", name) or name
+
+
+def run_curves_figure(curves: Mapping[str, Sequence[Mapping]], metrics: Sequence[str], *,
+                      title: str = "Runs compared") -> Figure:
+    """One panel per metric (shared epoch axis), one line per run: {run name: its epoch records}.
+
+    Accuracies (keys with "acc", fractions) are shown in %. Runs that differ only in their seed
+    share a colour and differ in line style. Metrics no run logged are left out."""
+    shown = [m for m in metrics if any(len(_series(rows, m, "epoch")[0]) for rows in curves.values())]
+    if not shown:
+        raise HacmError(f"run_curves_figure: no run logged any of {list(metrics)} per epoch")
+    groups = list(dict.fromkeys(_colour_group(n) for n in curves))
+    colours = matplotlib.colormaps["tab10" if len(groups) <= 10 else "tab20"]
+    fig, axes = subplots(1, len(shown), figsize=(4.2 * len(shown) + 2.8, 3.8), sharex=True, squeeze=False)
+    seen: dict[str, int] = {}
+    handles = {}
+    for name, rows in curves.items():
+        group = _colour_group(name)
+        style = _LINESTYLES[seen.get(group, 0) % len(_LINESTYLES)]
+        seen[group] = seen.get(group, 0) + 1
+        for ax, metric in zip(axes[0], shown):
+            x, y = _series(rows, metric, "epoch")
+            if len(x):
+                (handles[name],) = ax.plot(x, 100 * y if "acc" in metric else y, ls=style, lw=1.2, marker="o",
+                                           ms=2.5, color=colours(groups.index(group) % colours.N))
+    for ax, metric in zip(axes[0], shown):
+        ax.set_title(metric, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"{metric} (%)" if "acc" in metric else metric)
+        ax.grid(alpha=0.3)
+    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

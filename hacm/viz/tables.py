@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import html
+import math
+import uuid
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -65,3 +67,53 @@ def ablation_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None
         if descending:   # keep rows without a value last
             rows.sort(key=lambda r: r.get(sort_by) is None)
     return Table(list(columns), rows, caption=caption)
+
+
+_SORT_SCRIPT = """<script>(function () {
+  // Click a header to sort by its column (again: the other way); numbers by value, empty cells last.
+  const table = document.getElementById("%s");
+  if (!table) return;
+  const key = (row, i) => {
+    const cell = row.cells[i];
+    if (cell.dataset.sort === undefined) return cell.textContent;
+    return cell.dataset.sort === "" ? null : parseFloat(cell.dataset.sort);
+  };
+  table.querySelectorAll("th").forEach((th, i) => th.addEventListener("click", () => {
+    const up = th.dataset.order !== "up";
+    table.querySelectorAll("th").forEach((h) => { delete h.dataset.order; });
+    th.dataset.order = up ? "up" : "down";
+    const body = table.tBodies[0];
+    const rows = Array.from(body.rows);
+    rows.sort((a, b) => {
+      const x = key(a, i), y = key(b, i);
+      if (x === null || y === null) return (x === null) - (y === null);
+      const c = typeof x === "number" ? x - y : String(x).localeCompare(String(y), undefined, {numeric: true});
+      return up ? c : -c;
+    });
+    rows.forEach((r) => body.appendChild(r));
+  }));
+})();</script>"""
+
+
+@dataclass
+class SortableTable(Table):
+    """A Table whose HTML sorts by any column when its header is clicked (a small inline script, so it
+    also works in an exported HTML page). Numeric cells sort by value, not by their formatted text."""
+
+    def to_html(self) -> str:
+        table_id = f"hacm-sortable-{uuid.uuid4().hex[:12]}"   # unique on a page that shows several
+        head = "".join(f'<th title="click to sort" style="cursor: pointer">{html.escape(c)} &#x21C5;</th>'
+                       for c in self.columns)
+        body = "".join("<tr>" + "".join(self._sortable_cell(r.get(c)) for c in self.columns) + "</tr>"
+                       for r in self.rows)
+        caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
+        return (f'<table id="{table_id}">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+                + _SORT_SCRIPT % table_id)
+
+    def _sortable_cell(self, v) -> str:
+        text = html.escape(self._cell(v))
+        if v is None or (isinstance(v, float) and math.isnan(v)):   # sorts last
+            return f'<td data-sort="">{text}</td>'
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return f'<td data-sort="{float(v)!r}">{text}</td>'
+        return f"<td>{text}</td>"
