@@ -44,20 +44,25 @@ def _two_nodes(cfg, cfg_file, out_dir, *extra: str) -> list[str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
            "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, "--max-restarts", "0",
            "-m", "hacm", "pretrain", "--config", str(cfg_file), "--out", str(out_dir), *extra]
-    nodes = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
-    outputs = []
+    # Output goes to files, not pipes: a node blocked on a full pipe while the test waits on the
+    # other would hang both (they meet in every collective).
+    logs = [(cfg_file.with_suffix(f".node{n}.out"), cfg_file.with_suffix(f".node{n}.err")) for n in range(2)]
+    nodes = []
+    for out, err in logs:
+        with open(out, "w") as fo, open(err, "w") as fe:
+            nodes.append(subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, env=env))
     try:
         for node in nodes:
-            out, err = node.communicate(timeout=TIMEOUT_S)
-            assert node.returncode == 0, err[-3000:]
-            outputs.append(out)
+            node.wait(timeout=TIMEOUT_S)
     finally:
         for node in nodes:
             if node.poll() is None:
                 node.kill()
-                node.communicate()
-    return outputs
+                node.wait()
+    assert all(node.returncode == 0 for node in nodes), "\n".join(
+        f"--- node {n}, exit {node.returncode}:\n{err.read_text()[-2000:]}" for n, (node, (_, err)) in
+        enumerate(zip(nodes, logs)))
+    return [out.read_text() for out, _ in logs]
 
 
 def _epoch_records(run_dir) -> list[dict]:
