@@ -1,12 +1,14 @@
 """Data pipeline benchmark: raw NTU-format files -> store (files/s per core, peak memory).
 
     python benchmarks/bench_data.py [--files N] [--keep DIR]
+    python benchmarks/bench_data.py --store STORE [--workers 0 1 16]     # the loader only, on a store
 
 Generates N synthetic raw files (hacm.data.synth.write_synthetic, real NTU format), converts them
 with workers=1 and workers=2, and prints files/s per core against the spec's reference (the
 original scripts: 120 files/s, parsing alone 160 files/s) and target (500 files/s per core),
 plus a same-run baseline: the original scripts' line-by-line parse loop on the same files, and
-the training loader's throughput (clips/s) on the converted store.
+the training loader's throughput on the converted store: clips/s per core through the
+pre-training augmentation, and the cores needed to feed a GPU at 1,900 clips/s.
 Each section is a function; main() runs them all.
 """
 from __future__ import annotations
@@ -25,6 +27,9 @@ import numpy as np
 
 REFERENCE_FILES_PER_S = 120.0   # docs/benchmarks.md: original parse + denoise + transform, one process
 TARGET_FILES_PER_S = 500.0      # docs/benchmarks.md: per core
+# NTU-60 pre-training, 40,320 clips x 500 epochs in 3 hours on one GPU (docs/benchmarks.md)
+GPU_CLIPS_PER_S = 1_900
+TARGET_LOADER_PER_CORE = 150    # 1,900 clips/s from a 16-core machine, with room for the main process
 
 
 def generate(raw_dir: Path, files: int) -> int:
@@ -84,44 +89,59 @@ def bench_convert(raw_dir: Path, out_root: Path, workers_list=(1, 2)) -> None:
           f"(bounded by one chunk of files, independent of the number of files)")
 
 
-def bench_loader(store_path: Path, batch_size: int = 64, passes: int = 3) -> None:
-    """SkeletonDataset + make_loader on the converted store, pre-training augmentations (random
-    crop p in [0.5, 1], resize, rotation): clips/s for windows 72 / 120 and 0 / 2 workers. The
-    first pass (worker start-up, cold page cache) is reported apart from the median of the rest."""
+def bench_loader(store_path: Path, batch_size: int = 64, min_clips: int = 2000, workers_list=None) -> None:
+    """The training loader (SkeletonDataset + make_loader) with the pre-training augmentation (random
+    crop p in [0.5, 1], bilinear resize, rotation) on a store: clips/s and clips/s per core for windows
+    72 (HA-CM) and 120 (MAMP), in-process and with 1 and N DataLoader workers, and the cores a GPU at
+    GPU_CLIPS_PER_S would need. The first pass (worker start-up, cold page cache) is reported apart
+    from the median of the rest, which together hold at least min_clips clips (and 3 passes)."""
     from hacm.data.dataset import SkeletonDataset
     from hacm.data.loader import make_loader
     from hacm.data.store import Store
 
     store = Store.open(store_path)
     benchmark = store.benchmarks()[0]
-    steady = {}
+    workers_list = workers_list or sorted({0, 1, os.cpu_count() or 1})
+    passes = 1 + max(3, -(-min_clips // len(store.split(benchmark, "train"))))
     for window in (72, 120):
-        for workers in (0, 2):
+        for workers in workers_list:
             ds = SkeletonDataset(store, benchmark, "train", window_size=window, random_rot=True)
             loader = make_loader(ds, batch_size, train=True, num_workers=workers, drop_last=False)
             rates = []
             for epoch in range(passes):
                 ds.set_epoch(epoch)
+                loader.sampler.set_epoch(epoch)
                 t = time.perf_counter()
                 clips = sum(x.shape[0] for x, _ in loader)
                 rates.append(clips / (time.perf_counter() - t))
             del loader  # stops its persistent workers
-            steady[window, workers] = statistics.median(rates[1:])
-            print(f"  window {window:>3}, workers {workers}: first pass {rates[0]:6.0f} clips/s, "
-                  f"then median {steady[window, workers]:6.0f} clips/s ({len(ds)} clips of {benchmark} "
-                  f"train, batch {batch_size}, {passes - 1} passes)")
-    for window in (72, 120):
-        print(f"  window {window}: 2 workers / in-process = x{steady[window, 2] / steady[window, 0]:.2f}")
+            steady = statistics.median(rates[1:])
+            # in-process, the main process augments; with workers, the workers do (the main
+            # process only receives batches)
+            per_core = steady / max(1, workers)
+            print(f"  window {window:>3}, workers {workers}: first pass {rates[0]:6.0f} clips/s, then median "
+                  f"{steady:6.0f} clips/s (spread {min(rates[1:]):.0f}-{max(rates[1:]):.0f}) = {per_core:5.0f} "
+                  f"clips/s per core -> {GPU_CLIPS_PER_S / per_core:4.1f} cores for {GPU_CLIPS_PER_S:,} clips/s "
+                  f"(target >= {TARGET_LOADER_PER_CORE} per core: x{per_core / TARGET_LOADER_PER_CORE:.2f}); "
+                  f"{len(ds)} clips of {benchmark} train, batch {batch_size}, {passes - 1} passes")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=2000, help="synthetic raw files to generate (default 2000)")
     parser.add_argument("--keep", type=Path, default=None, help="work in this directory and keep it")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="measure only the training loader, on this store (e.g. a real NTU-60 one)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="DataLoader workers to measure the loader with (default: 0, 1 and all cores)")
     args = parser.parse_args(argv)
     print(f"command: {' '.join(sys.argv)}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, numpy {np.__version__}")
+    if args.store is not None:
+        print(f"loading for training (SkeletonDataset + make_loader) from {args.store}:")
+        bench_loader(args.store, workers_list=args.workers)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         raw = root / "raw"
@@ -132,7 +152,7 @@ def main(argv=None) -> int:
         print("conversion to a store (parse + denoise + centre + write):")
         bench_convert(raw, root)
         print("loading for training (SkeletonDataset + make_loader):")
-        bench_loader(root / "store-w1")
+        bench_loader(root / "store-w1", workers_list=args.workers)
     return 0
 
 

@@ -1,10 +1,17 @@
 """Model benchmark: pre-training step, encoder forward, masking share, FLOPs, peak memory.
 
     .venv/bin/python benchmarks/bench_model.py [--steps 5] [--configs hacm mamp] [--batch 16]
+    .venv/bin/python benchmarks/bench_model.py --device cuda [--steps 20]     # on a GPU machine
 
 Each config runs in its own subprocess so its peak RSS (resource.getrusage ru_maxrss) is its own.
 Figures are medians over --steps timed steps after one warm-up; FLOP/s are compared with a
 1024x1024 matmul measured in the same process. Targets: docs/benchmarks.md.
+
+Then, on --device (cpu: after the tables above; cuda: alone), pre-training throughput at the paper
+config (the shipped ntu60_xsub_pretrain: D=256, global batch 64 unless --throughput-batch) in
+fp32, bf16 autocast and bf16 + torch.compile (train.compile), the training loader's delivered
+clips/s (synthetic store, default workers, batches moved to the device), peak memory, and the
+projected NTU-60 pre-training time (40,320 clips x 500 epochs) against the 3-hour target.
 """
 from __future__ import annotations
 
@@ -33,18 +40,17 @@ CONFIGS = {
                          geometry="euclidean", motion_expmap=False, cc_weight=0.0),
              MaskingConfig(strategy="motion", keep_high=False, cross_grouping=False, tau=0.8)),
 }
+PAPER_PRETRAIN = "ntu60_xsub_pretrain"
+NTU60_TRAIN_CLIPS, PAPER_EPOCHS, TARGET_HOURS = 40_320, 500, 3.0
+MODES = ("fp32", "bf16", "bf16+compile")
 TARGETS = {"step_fp32_s": 1.2, "step_bf16_s": 0.6, "encoder_ms_per_sample": 50.0, "masking_share": 0.10,
            "peak_rss_gb": 2.6}
 
 
 def timed(fn, steps: int) -> tuple[float, float]:
-    fn()                                                    # warm-up
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), (max(times) - min(times)) / 2
+    """(median, half-spread) in seconds of `steps` CPU calls of fn after a warm-up call."""
+    _, median, spread = device_timed(fn, steps, torch.device("cpu"))
+    return median, spread
 
 
 def matmul_flops(dtype, steps=10) -> float:
@@ -127,23 +133,173 @@ def report(r: dict) -> None:
         print(f"   {label:<42} {value}{tail}")
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20   # the process so far
+
+
+def device_timed(fn, steps: int, device: torch.device) -> tuple[float, float, float]:
+    """(first call incl. compilation, median, half-spread) of fn in seconds, device-synchronised."""
+    def once():
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        return time.perf_counter() - t0
+    first = once()
+    times = [once() for _ in range(steps)]
+    return first, statistics.median(times), (max(times) - min(times)) / 2
+
+
+def throughput_mode(cfg, mode: str, x: torch.Tensor, steps: int) -> dict:
+    """Pre-training steps (forward, backward, AdamW) of cfg's model in one precision mode."""
+    from hacm.checkpoint import build_model
+    from hacm.distributed import autocast
+    from hacm.optim import make_optimizer
+    from hacm.train import compile_transformers
+
+    device = x.device
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=60).to(device)
+    if "compile" in mode:
+        compile_transformers(model)
+    opt = make_optimizer(model, cfg)
+    gen = torch.Generator().manual_seed(0)
+    amp = "bf16" if "bf16" in mode else "off"
+
+    def step():
+        with autocast(amp, device):
+            loss = model(x, generator=gen).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    first, med, spread = device_timed(step, steps, device)
+    return {"clips_per_s": x.shape[0] / med, "step_s": med, "spread_s": spread, "first_step_s": first,
+            "peak_gb": _peak_gb(device)}
+
+
+def loader_throughput(cfg, device: torch.device, min_clips: int = 2000) -> dict:
+    """Clips/s the training loader delivers onto the device (pre-training augmentation, default
+    workers) from a small synthetic store generated here."""
+    import tempfile
+    from pathlib import Path
+
+    from hacm.config import replace
+    from hacm.data.convert import convert_ntu
+    from hacm.data.loader import default_num_workers, make_loader
+    from hacm.data.store import Store
+    from hacm.data.synth import write_synthetic
+    from hacm.datasets import make_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_synthetic(Path(tmp) / "raw", seed=0, performers=6, replications=1, progress=False)
+        store = convert_ntu(Path(tmp) / "raw", Path(tmp) / "store", progress=False).store_path
+        cfg = replace(cfg, data={"store": str(store), "benchmark": "synth-xsub"})
+        dataset = make_dataset(cfg, Store.open(store), "train", augment=True)
+        workers = default_num_workers()
+        loader = make_loader(dataset, cfg.train.batch_size, train=True, num_workers=workers, drop_last=False)
+        clips, epoch, t0 = 0, 0, None
+        while clips < min_clips:
+            dataset.set_epoch(epoch)
+            loader.sampler.set_epoch(epoch)
+            for xb, _ in loader:
+                xb.to(device, non_blocking=True)
+                if t0 is None:             # from the first batch on: worker start-up excluded
+                    _sync(device)
+                    t0 = time.perf_counter()
+                else:
+                    clips += xb.shape[0]
+            epoch += 1
+        _sync(device)
+        seconds = time.perf_counter() - t0
+        del loader
+    return {"loader_clips_per_s": clips / seconds, "loader_workers": workers, "loader_clips": clips}
+
+
+def throughput_worker(device_name: str, steps: int, batch: int | None, modes: list[str]) -> dict:
+    from hacm.config import load_config, replace
+
+    cfg = load_config(PAPER_PRETRAIN)
+    if batch:
+        cfg = replace(cfg, train={"batch_size": batch})
+    device = torch.device(device_name)
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(cfg.train.batch_size, 3, cfg.model.num_frames, 25, 2, generator=gen) * 0.3).to(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    res = {"device": device_name, "batch": cfg.train.batch_size, "steps": steps, "name": name,
+           "modes": {mode: throughput_mode(cfg, mode, x, steps) for mode in modes}}
+    res.update(loader_throughput(cfg, device))
+    return res
+
+
+def throughput_report(r: dict) -> None:
+    print(f"\n== pre-training throughput, {PAPER_PRETRAIN} (D=256, batch {r['batch']} x 2 actors), "
+          f"device {r['device']} ({r['name']}), medians of {r['steps']} steps after a warm-up")
+    for mode, m in r["modes"].items():
+        print(f"   {mode:<14} {m['clips_per_s']:8.1f} clips/s  step {m['step_s']:.3f} s +-{m['spread_s']:.3f}  "
+              f"first step {m['first_step_s']:.1f} s  peak {'GPU memory' if r['device'] == 'cuda' else 'RSS'} "
+              f"{m['peak_gb']:.2f} GB{'' if r['device'] == 'cuda' else ' (process so far)'}")
+    print(f"   loader         {r['loader_clips_per_s']:8.1f} clips/s delivered to {r['device']} "
+          f"({r['loader_workers']} workers, {r['loader_clips']} clips, pre-training augmentation)")
+    best_mode = max(r["modes"], key=lambda k: r["modes"][k]["clips_per_s"])
+    model_rate = r["modes"][best_mode]["clips_per_s"]
+    rate = min(model_rate, r["loader_clips_per_s"])
+    hours = NTU60_TRAIN_CLIPS * PAPER_EPOCHS / rate / 3600
+    bound = "the loader" if r["loader_clips_per_s"] < model_rate else f"the model ({best_mode})"
+    print(f"   projected NTU-60 pre-training ({NTU60_TRAIN_CLIPS:,} clips x {PAPER_EPOCHS} epochs) at "
+          f"{rate:.1f} clips/s (bound by {bound}): {hours:,.1f} h; ratio to the {TARGET_HOURS:g} h target "
+          f"{hours / TARGET_HOURS:.2f}")
+
+
+def _run_worker(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"benchmark worker {' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    ap.add_argument("--worker", choices=list(CONFIGS), help=argparse.SUPPRESS)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cpu: the step tables of --configs, then the throughput table; cuda: the throughput table")
+    ap.add_argument("--throughput-batch", type=int, default=None,
+                    help=f"global batch of the throughput table (default: {PAPER_PRETRAIN}'s, 64)")
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                    help="precision modes of the throughput table (bf16+compile compiles for minutes on a CPU)")
+    ap.add_argument("--worker", choices=[*CONFIGS, "throughput"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker == "throughput":
+        print(json.dumps(throughput_worker(args.device, args.steps, args.throughput_batch, args.modes)))
+        return 0
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps, args.batch)))
         return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_model: --device cuda, but torch sees no CUDA GPU on this machine "
+              f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
+              "run with --device cpu for the same table on the CPU", file=sys.stderr)
+        return 2
     print(f"command: {' '.join(sys.argv)}")
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
-    for name in args.configs:
-        out = subprocess.run([sys.executable, __file__, "--worker", name, "--steps", str(args.steps),
-                              "--batch", str(args.batch)], capture_output=True, text=True, check=True)
-        report(json.loads(out.stdout.strip().splitlines()[-1]))
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    if args.device == "cpu":
+        for name in args.configs:
+            report(_run_worker("--worker", name, "--steps", str(args.steps), "--batch", str(args.batch)))
+    extra = ["--throughput-batch", str(args.throughput_batch)] if args.throughput_batch else []
+    throughput_report(_run_worker("--worker", "throughput", "--device", args.device, "--steps", str(args.steps),
+                                  "--modes", *args.modes, *extra))
     return 0
 
 

@@ -196,6 +196,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     head_dropout: float = 0.3                # fine-tune head dropout
     amp: Literal["off", "bf16"] = "off"      # bf16 autocast (GPU, and CPUs with AMX)
+    # torch.compile the encoder's transformer (and the pre-training decoder); the masking, the
+    # geometry maps and the heads stay eager. Same function up to rounding; pays off on a GPU.
+    compile: bool = False
     # Parameters and inputs of training and evaluation. float64 is for exactness checks (a DDP
     # run against one process, a resumed run against a straight one): its rounding noise is far
     # below AdamW's eps, which float32's is not. Slower; not with amp bf16.

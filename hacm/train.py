@@ -124,7 +124,19 @@ def _model(cfg: RunConfig, num_classes: int, proc: Process) -> nn.Module:
             logger.info(checkpoint.describe_load(report, cfg.train.pretrained))
     elif cfg.protocol != "pretrain" and proc.is_main:
         logger.info("train.pretrained is not set: the encoder is randomly initialised (a baseline)")
-    return model.to(proc.device, dtype=compute_dtype(cfg.train.dtype))
+    model = model.to(proc.device, dtype=compute_dtype(cfg.train.dtype))
+    if cfg.train.compile:
+        compile_transformers(model)
+    return model
+
+
+def compile_transformers(model: nn.Module) -> None:
+    """train.compile: torch.compile, in place, the encoder's blocks (`forward_tokens`) and the
+    pre-training decoder (`decode`): the bulk of a step's FLOPs. The masking (TorchScript geometry,
+    a seeded generator) and the heads stay eager; the state dict and checkpoints are unchanged."""
+    model.encoder.forward_tokens = torch.compile(model.encoder.forward_tokens)
+    if hasattr(model, "decode"):
+        model.decode = torch.compile(model.decode)
 
 
 def _wrapped(model: nn.Module, proc: Process) -> nn.Module:

@@ -13,13 +13,20 @@ def default_num_workers() -> int:
     """Loader processes: enough to feed a GPU; none when the model itself runs on the CPU.
 
     On the CPU, torch's intra-op threads already keep every core busy with the model, and the
-    in-process loader delivers thousands of clips/s (benchmarks/bench_data.py), far above the
+    in-process loader delivers hundreds of clips/s (benchmarks/bench_data.py), far above the
     step rate: worker processes would only oversubscribe the cores (measured: epochs of the
     same run swinging from 0.7 s to 24 s on 2 cores with 2 workers).
+
+    On a GPU, every core this process may use (its CPU affinity: a Slurm allocation, not the whole
+    node) shared among the node's ranks (torchrun's LOCAL_WORLD_SIZE), less one for the rank's own
+    process, at most 8: at the 300-500 clips/s per core bench_data.py measures, the 4 workers of a
+    fixed default would cap a pre-training near the 1,900 clips/s an H100 can take.
     """
     if not torch.cuda.is_available():
         return 0
-    return min(4, os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(8, cores // ranks_here - 1))
 
 
 def make_loader(dataset, batch_size: int, *, train: bool, seed: int = 0, num_workers: int | None = None,
