@@ -42,15 +42,19 @@ def _two_nodes(cfg, cfg_file, out_dir, *extra: str) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-           "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, "--max-restarts", "0",
-           "-m", "hacm", "pretrain", "--config", str(cfg_file), "--out", str(out_dir), *extra]
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", run_id, "--max-restarts", "0"]
+    train = ["-m", "hacm", "pretrain", "--config", str(cfg_file), "--out", str(out_dir), *extra]
+    # Node 0 hosts the rendezvous store, as the first node of an allocation does: left to guess, both
+    # nodes would race to bind the port on one machine. The read timeout allows for a loaded machine.
+    conf = [f"is_host={int(n == 0)},read_timeout=300" for n in range(2)]
     # Output goes to files, not pipes: a node blocked on a full pipe while the test waits on the
     # other would hang both (they meet in every collective).
     logs = [(cfg_file.with_suffix(f".node{n}.out"), cfg_file.with_suffix(f".node{n}.err")) for n in range(2)]
     nodes = []
-    for out, err in logs:
+    for (out, err), node_conf in zip(logs, conf):
         with open(out, "w") as fo, open(err, "w") as fe:
-            nodes.append(subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, env=env))
+            nodes.append(subprocess.Popen([*cmd, "--rdzv-conf", node_conf, *train], stdout=fo, stderr=fe, text=True,
+                                          env=env))
     try:
         for node in nodes:
             node.wait(timeout=TIMEOUT_S)
