@@ -38,10 +38,11 @@ TENSORBOARD_DIR = "tensorboard"
 
 # Keys that may change between a run and its resume: they do not alter what is computed.
 RESUMABLE_CHANGES = {"train.epochs", "train.checkpoint_every", "train.log_every", "train.eval_every",
-                     "train.device", "data.num_workers", "data.store", "train.tensorboard"}
+                     "train.device", "data.num_workers", "data.store", "train.tensorboard",
+                     "train.compile"}
 # Keys that say where and how fast a run computed, or in which extra format it logged, not what it
 # computed: a finished run is reused across them.
-_PLACEMENT_KEYS = {"train.device", "data.num_workers", "train.tensorboard"}
+_PLACEMENT_KEYS = {"train.device", "data.num_workers", "train.tensorboard", "train.compile"}
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
