@@ -184,7 +184,8 @@ class MaskExplorer:
         for sample, i in enumerate(ds.sample_indices):
             i = int(i)
             two = " (2 actors)" if int(self.store.num_actors[i]) > 1 else ""
-            out.setdefault(self.store.class_names[self.store.labels[i]], []).append((f"{self.store.names[i]}{two}", sample))
+            name = self.store.class_names[self.store.labels[i]]
+            out.setdefault(name, []).append((f"{self.store.names[i]}{two}", sample))
         return out
 
     def model(self, checkpoint: str, geometry: str = "") -> HACM:
@@ -260,8 +261,9 @@ class MaskExplorer:
         emb = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry).embedded
         seqs, _ = split_actors(self.encoded(params.sample, params.actor, params.checkpoint, params.geometry).x)
         return draw_masks(seqs[:, :, model.encoder.joints], emb.tokens, emb.trunk, emb.actor_mask,
-                          self.masking_config(params, strategy), geometry=model.encoder.geometry, temporal=model.temporal,
-                          t_patch=model.cfg.t_patch, generator=torch.Generator().manual_seed(params.seed))
+                          self.masking_config(params, strategy), geometry=model.encoder.geometry,
+                          temporal=model.temporal, t_patch=model.cfg.t_patch,
+                          generator=torch.Generator().manual_seed(params.seed))
 
     # -- views -------------------------------------------------------------------------------
 
@@ -298,8 +300,9 @@ class MaskExplorer:
         """What the checkpoint is: geometry, strategy and branches, frames and time patches, width."""
         model = self.model(params.checkpoint, params.geometry)
         cfg, own = model.cfg, model.masking
+        criteria = ", ".join(dict.fromkeys(own.branch_criteria()))
         branches = ("two branches (temporal: attention, spatial: hierarchy)" if own.strategy == "hacm" else
-                    f"{'two branches' if own.cross_grouping else 'one branch'} ({', '.join(dict.fromkeys(own.branch_criteria()))})")
+                    f"{'two branches' if own.cross_grouping else 'one branch'} ({criteria})")
         override = "" if params.geometry == self._own_geometry[params.checkpoint] else \
             f" (viewed as {params.geometry}; trained {self._own_geometry[params.checkpoint]})"
         return (f"{params.checkpoint}: {cfg.geometry} geometry{override}, masking {own.strategy} with {branches}, "
@@ -343,10 +346,12 @@ class MaskExplorer:
         index = {j: i for i, j in enumerate(clip.nodes)}
         t_patch, t = model.cfg.t_patch, params.time_patch
         frame = t * t_patch + t_patch // 2
-        skel = skeleton_figure(clip.frames, [status[index[j]] for j in range(NUM_JOINTS)], animate=False, frame=frame,
-                               status_order=order, title=f"{clip_name}<br><sup>frame {frame} (middle of time patch {t})</sup>")
+        skel = skeleton_figure(clip.frames, [status[index[j]] for j in range(NUM_JOINTS)], animate=False,
+                               frame=frame, status_order=order,
+                               title=f"{clip_name}<br><sup>frame {frame} (middle of time patch {t})</sup>")
         a = params.actor
-        panels = [TokenPanel(f"{params.strategy} (current: {', '.join(dict.fromkeys(info.criteria))})", ~info.mask[a].numpy(),
+        current = f"{params.strategy} (current: {', '.join(dict.fromkeys(info.criteria))})"
+        panels = [TokenPanel(current, ~info.mask[a].numpy(),
                              None if params.strategy == "random" else info.scores[a].numpy(), _log_ratio(info, a))]
         panels += [TokenPanel(title, ~others[s].mask[a].numpy(), None if s == "random" else others[s].scores[a].numpy(),
                               _log_ratio(others[s], a)) for s, title in CRITERION_PANELS]
@@ -413,8 +418,8 @@ class MaskExplorer:
         clip = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry)
         model = self.model(params.checkpoint, params.geometry)
         tokens = set(joint_set(model.cfg.prune))
-        kinds = {"tokens": [j in tokens for j in clip.nodes], "trunk joints": [j >= 0 and j not in tokens for j in clip.nodes],
-                 "parent point": [j < 0 for j in clip.nodes]}
+        kinds = {"tokens": [j in tokens for j in clip.nodes],
+                 "trunk joints": [j >= 0 and j not in tokens for j in clip.nodes], "parent point": [j < 0 for j in clip.nodes]}
         dist0 = {name: clip.dist0[:, np.array(sel)] for name, sel in kinds.items() if any(sel)}
         lines = {}
         if params.geometry == "poincare":
