@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_browser import CHROMIUM, REPO, _FIGURE_STATE, _console_errors, _real, browser, jupyterlab, tiny_store  # noqa: F401
+from test_browser import CHROMIUM, REPO, _console_errors, _real, browser, jupyterlab, tiny_store  # noqa: F401
 
 pytestmark = [
     pytest.mark.browser,
@@ -27,6 +27,25 @@ pytestmark = [
 
 LAPTOP = {"width": 1366, "height": 768}
 DISK, PLANE, GRID = "Poincaré disk", "Euclidean plane", "Kept tokens"
+
+# Trace data of the plotly figure whose title contains `title`, as one string (null: no such figure).
+# FigureWidget data arrive as typed arrays, int64 ones as BigInt64Array, which JSON.stringify refuses.
+_FIGURE_STATE = """(title) => {
+  const plain = (k, v) => typeof v === 'bigint' ? v.toString() : (ArrayBuffer.isView(v) ? Array.from(v, String) : v);
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const t = gd.querySelector('.gtitle');
+    if (t && t.textContent.includes(title)) {
+      return JSON.stringify((gd.data || []).map(tr => [tr.x, tr.y, tr.z, tr.text, tr.marker && tr.marker.color]), plain);
+    }
+  }
+  return null;
+}"""
+
+# All five figures drawn (a FigureWidget shows an empty 360-px plot until its data arrive).
+_ALL_DRAWN = """() => {
+  const figs = [...document.querySelectorAll('.js-plotly-plot')];
+  return figs.length >= 5 && figs.every(gd => (gd.querySelector('.gtitle') || {}).textContent);
+}"""
 
 # The explorer's state on the page: the disk/plane figure's title and trace names, the time-patch
 # slider's range and value, and the text lines.
@@ -38,8 +57,8 @@ _PAGE_STATE = """() => {
   const slider = [...document.querySelectorAll('.widget-slider')].find(
     s => (s.querySelector('.widget-label') || {}).textContent === 'time patch');
   const handle = slider && slider.querySelector('.noUi-handle');
-  return {figures: titles, tp_max: handle && handle.getAttribute('aria-valuemax'),
-          tp_value: handle && handle.getAttribute('aria-valuenow'),
+  return {figures: titles, tp_max: handle && Number(handle.getAttribute('aria-valuemax')),
+          tp_value: handle && Number(handle.getAttribute('aria-valuenow')),
           text: [...document.querySelectorAll('.widget-html-content')].map(e => e.textContent).join('\\n')};
 }"""
 
@@ -77,6 +96,7 @@ def _shots(tmp_path: Path) -> Path:
 def _open_notebook(ctx, base: str, token: str):
     page = ctx.new_page()
     page.set_viewport_size(LAPTOP)
+    page.bring_to_front()   # a background tab gets no animation frames
     errors = _console_errors(page)
     page.goto(f"{base}/lab/tree/explorer.ipynb?reset&token={token}")
     page.get_by_text("| Idle").first.wait_for(timeout=90_000)
@@ -85,7 +105,8 @@ def _open_notebook(ctx, base: str, token: str):
     page.locator(".jp-Cell").first.click()
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    page.wait_for_function(f"() => ({_FIGURE_STATE})({json.dumps(DISK)}) !== null", timeout=240_000)
+    page.wait_for_function(f"() => ({_FIGURE_STATE})({json.dumps(DISK)}) !== null", timeout=480_000, polling=500)
+    page.wait_for_function(_ALL_DRAWN, timeout=240_000, polling=500)
     page.get_by_text("| Idle").first.wait_for(timeout=180_000)
     return page, errors
 
@@ -96,7 +117,7 @@ def _timed(page, act, title: str) -> float:
     start = time.perf_counter()
     act()
     page.wait_for_function(f"() => ({_FIGURE_STATE})({json.dumps(title)}) !== {json.dumps(before)}",
-                           timeout=120_000)
+                           timeout=120_000, polling=100)
     return time.perf_counter() - start
 
 
@@ -120,7 +141,7 @@ def _drive(ctx, base: str, token: str, shots: Path) -> dict[str, float]:
     page.wait_for_timeout(1000)
     page.screenshot(path=str(shots / "1_hacm_top.png"))
     state = page.evaluate(_PAGE_STATE)
-    assert state["tp_max"] == "3", state["tp_max"]
+    assert state["tp_max"] == 3, state["tp_max"]
     assert "kept tokens in common" in state["text"] and "chance" in state["text"]
     assert "the MAMP mask (motion)" in state["text"] and "masking hacm with two branches" in state["text"]
     assert any(f["title"].startswith(DISK) for f in state["figures"])
@@ -137,7 +158,7 @@ def _drive(ctx, base: str, token: str, shots: Path) -> dict[str, float]:
 
     # MAMP-style: 8 time patches, a Euclidean plane, one branch
     latency["checkpoint"] = _timed(page, lambda: _dropdown(page, "checkpoint").select_option("MAMP-style"), GRID)
-    page.wait_for_function(f"() => ({_PAGE_STATE})().tp_max === '7'", timeout=60_000)
+    page.wait_for_function(f"() => ({_PAGE_STATE})().tp_max === 7", timeout=60_000, polling=500)
     page.get_by_text("| Idle").first.wait_for(timeout=60_000)
     state = page.evaluate(_PAGE_STATE)
     assert not any(DISK in f["title"] for f in state["figures"]), "a Euclidean checkpoint in a Poincaré disk"
@@ -147,17 +168,17 @@ def _drive(ctx, base: str, token: str, shots: Path) -> dict[str, float]:
     assert "euclidean geometry, masking motion with one branch" in state["text"]
     assert "8 time patches" in state["text"] and "kept tokens in common" in state["text"]
     _slider_press(page, "time patch", "ArrowRight", 7)
-    page.wait_for_function(f"() => ({_PAGE_STATE})().tp_value === '7'", timeout=60_000)
+    page.wait_for_function(f"() => ({_PAGE_STATE})().tp_value === 7", timeout=60_000, polling=500)
     page.get_by_text("| Idle").first.wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "3_mamp_plane.png"))
 
     # back to HA-CM at time patch 7: the range shrinks to 0..3, no "out of range"
     _dropdown(page, "checkpoint").select_option("HA-CM")
-    page.wait_for_function(f"() => ({_PAGE_STATE})().tp_max === '3'", timeout=60_000)
+    page.wait_for_function(f"() => ({_PAGE_STATE})().tp_max === 3", timeout=60_000, polling=500)
     page.get_by_text("| Idle").first.wait_for(timeout=60_000)
     state = page.evaluate(_PAGE_STATE)
-    assert state["tp_value"] == "3" and "out of range" not in state["text"]
+    assert state["tp_value"] == 3 and "out of range" not in state["text"]
     page.locator(".widget-html-content", has_text="kept tokens in common").first.scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "4_hacm_numbers.png"))
     page.locator(".js-plotly-plot").nth(1).scroll_into_view_if_needed()
@@ -176,7 +197,17 @@ def test_explorer_checkpoint_switch_on_a_laptop_screen(tmp_path, tiny_store, two
                                     "report_dir": str(root / "out")},
                         prepare_only=True, kernel_name="hacm", progress_bar=False)
     shots = _shots(tmp_path)
+    # Every cell rendered, in view or not: JupyterLab's default skips drawing off-screen outputs, and a
+    # plotly figure drawn off-screen has no title to find.
+    tracker = tmp_path / "jupyter" / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
     with jupyterlab(root, tmp_path / "jupyter") as (base, token), browser(tmp_path / "profile") as ctx:
-        latency = _drive(ctx, base, token, shots)
+        try:
+            latency = _drive(ctx, base, token, shots)
+        except Exception:
+            for k, page in enumerate(ctx.pages):     # what the page showed when it failed
+                page.screenshot(path=str(shots / f"failure{k}.png"), full_page=True)
+            raise
     (shots / "latency.json").write_text(json.dumps({k: round(v, 3) for k, v in latency.items()}, indent=1))
     print("explorer latency in the browser (s):", json.dumps(latency))

@@ -71,7 +71,8 @@ def test_controls_update_figure_widgets(store, checkpoint):
     assert ui.box.children, "the box holds the controls and figures"
     disk, grid = ui.figure_widgets["disk"], ui.figure_widgets["tokens"]
     assert isinstance(disk, go.FigureWidget) and isinstance(grid, go.FigureWidget)
-    assert disk.layout.width is None, "widget figures follow the notebook's width"
+    ui.width.value = 1400                    # a wider notebook: wider figures, nothing recomputed
+    assert (disk.layout.width, grid.layout.width) == (1400 - 310, 1400)
     kept_before = _kept_x(grid)
     parent_before = disk.data[-1].x    # the parent point: moves with the embedding
 

@@ -3,9 +3,14 @@
 Laid out for a laptop (1366 px wide, JupyterLab's file browser open: about 1000 px of notebook):
 a 300-px column of controls beside the disk view, then the text lines (fixed heights, so a line that
 wraps does not push the figures down), the token grid across the full width, the skeleton and the
-depth histogram side by side, the keep-spread curves. Figures have no fixed width (plotly autosize),
-so they fill their boxes. A busy line says "recomputing" while a change is drawn, then how long the
-redraw took (`latency_s`).
+depth histogram side by side, the keep-spread curves. A busy line says "recomputing" while a change
+is drawn, then how long the redraw took (`latency_s`).
+
+Figure sizes follow the "width" control (the notebook's width in pixels, default 920: the output
+area of JupyterLab at 1366 px with the file browser open is 934 px): plotly's
+FigureWidget, an anywidget since plotly 6, draws before it is attached to the page and never
+autosizes to its box (it would stay 700 px wide and be clipped), so the widths are set from Python
+and a width change only relayouts the figures.
 
 Controls that depend on others follow them: the clip list follows the class, the actor list the
 clip (two-person clips have two), the time-patch range the checkpoint (its frames / t_patch), and
@@ -22,15 +27,23 @@ from hacm.geometry import GEOMETRIES
 from hacm.masking import NORMALISATIONS, STRATEGIES
 from hacm.viz.explorer import CENTRES, MaskExplorer
 
-# Heights (px) of the figures in the widget; widths follow the notebook.
+# Heights (px) of the figures in the widget; widths follow the "width" control.
 HEIGHTS = {"disk": 560, "skeleton": 460, "radii": 400, "spread": 400}
+CONTROLS_WIDTH = 300           # px, the control column beside the disk
 TEXT_HEIGHT = "3.4em"          # each text line's box: room for two wrapped lines, then it scrolls
 OWN = "checkpoint's own"
 
 
-def _responsive(key: str, fig: go.Figure) -> go.Figure:
-    """fig without a fixed width (it fills its box), at the widget's height for `key`."""
-    fig.update_layout(width=None, autosize=True, margin={"l": 60, "r": 20, "t": 80, "b": 60})
+def figure_widths(width: int) -> dict[str, int]:
+    """Pixel width of each figure for a notebook `width` px wide (the disk shares its row with the
+    controls, the skeleton and the histogram share theirs)."""
+    return {"disk": width - CONTROLS_WIDTH - 10, "tokens": width, "skeleton": width // 2 - 5,
+            "radii": width // 2 - 5, "spread": width}
+
+
+def _sized(key: str, fig: go.Figure, width: int) -> go.Figure:
+    """fig at the widget's size for `key` in a notebook `width` px wide."""
+    fig.update_layout(width=figure_widths(width)[key], margin={"l": 60, "r": 20, "t": 80, "b": 60})
     if key in HEIGHTS:
         fig.update_layout(height=HEIGHTS[key])
     return fig
@@ -39,25 +52,29 @@ def _responsive(key: str, fig: go.Figure) -> go.Figure:
 class ExplorerWidget:
     """`box` is what the notebook displays; `controls` the ipywidgets by parameter name (plus "class")."""
 
-    def __init__(self, explorer: MaskExplorer):
+    def __init__(self, explorer: MaskExplorer, width: int = 920):
         import ipywidgets as w
 
         self.explorer = explorer
         self.clips = explorer.clips_by_class()
         p = explorer.resolve()
         self.controls = self._controls(w, p)
+        self.width = w.IntSlider(value=width, min=600, max=2400, step=50, description="width (px)",
+                                 continuous_update=False, layout=w.Layout(width="100%"),
+                                 style={"description_width": "90px"})
         self.busy = w.HTML(layout=w.Layout(height="1.8em"))
         self.status = w.HTML(layout=w.Layout(height="4.5em", overflow="auto"))
         self.texts = {k: w.HTML(layout=w.Layout(height=TEXT_HEIGHT, overflow="auto", width="100%"))
                       for k in ("checkpoint", "overlap", "spread")}
         figs, texts = explorer.figures(p)
-        self.figure_widgets = {k: go.FigureWidget(_responsive(k, f)) for k, f in figs.items()}
+        self.figure_widgets = {k: go.FigureWidget(_sized(k, f, width)) for k, f in figs.items()}
         self._show_texts(texts)
         self.latency_s: float | None = None
         self._syncing = False
         self._sync_dependent(None)
         for c in self.controls.values():
             c.observe(self._on_change, names="value")
+        self.width.observe(self._on_width, names="value")
         self.box = self._layout(w)
 
     def _controls(self, w, p) -> dict:
@@ -89,18 +106,10 @@ class ExplorerWidget:
 
     def _layout(self, w):
         fw = self.figure_widgets
-        column = w.VBox([*self.controls.values(), self.busy, self.status],
-                        layout=w.Layout(width="300px", flex="0 0 300px"))
-        boxed = {k: w.Box([f], layout=w.Layout(width="100%", min_width="0")) for k, f in fw.items()}
-        return w.VBox([
-            w.HBox([column, w.Box([fw["disk"]], layout=w.Layout(flex="1 1 auto", min_width="0"))],
-                   layout=w.Layout(width="100%")),
-            *self.texts.values(),
-            boxed["tokens"],
-            w.HBox([w.Box([fw["skeleton"]], layout=w.Layout(width="50%", min_width="0")),
-                    w.Box([fw["radii"]], layout=w.Layout(width="50%", min_width="0"))], layout=w.Layout(width="100%")),
-            boxed["spread"],
-        ], layout=w.Layout(width="100%"))
+        column = w.VBox([*self.controls.values(), self.width, self.busy, self.status],
+                        layout=w.Layout(width=f"{CONTROLS_WIDTH}px", flex=f"0 0 {CONTROLS_WIDTH}px"))
+        return w.VBox([w.HBox([column, fw["disk"]]), *self.texts.values(), fw["tokens"],
+                       w.HBox([fw["skeleton"], fw["radii"]]), fw["spread"]])
 
     def params(self) -> dict:
         return {k: c.value for k, c in self.controls.items() if k != "class"}
@@ -138,11 +147,15 @@ class ExplorerWidget:
             self.busy.value = ""
             return
         for key, fig in figs.items():
-            _update_in_place(self.figure_widgets[key], _responsive(key, fig))
+            _update_in_place(self.figure_widgets[key], _sized(key, fig, self.width.value))
         self._show_texts(texts)
         self.status.value = ""
         self.latency_s = time.perf_counter() - start
         self.busy.value = f"<span style='color:#2a2'>drawn in {1000 * self.latency_s:.0f} ms</span>"
+
+    def _on_width(self, change) -> None:
+        for key, width in figure_widths(change["new"] if isinstance(change, dict) else change.new).items():
+            self.figure_widgets[key].layout.width = width
 
     def _show_texts(self, texts: dict[str, str]) -> None:
         for key, text in texts.items():
