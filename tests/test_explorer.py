@@ -150,12 +150,13 @@ def test_overlap_numbers(store, checkpoint):
     ex = MaskExplorer(store, {"HA-CM": checkpoint})
     params = ex.resolve(sample=1, mask_ratio=0.8, tau=0.9, seed=3)
     text = ex.figures(params)[1]["overlap"]
-    assert "the random mask (MAE), seed 3" in text and "the MAMP mask (motion), seed 3" in text
+    assert text.splitlines()[0].startswith("hacm mask vs the random mask (MAE), seed 3: ")
+    assert text.splitlines()[1].startswith("hacm mask vs the MAMP mask (motion), seed 3: ")
     info = ex.masks(params)
     same = mask_overlap(info.mask[0], info.patches, info.mask[0], info.patches)
     assert same.kept_common == same.kept and same.jaccard == 1.0
     # the strategy compared with itself is not listed
-    assert "random mask" not in ex.figures(ex.resolve(sample=1, strategy="random"))[1]["overlap"]
+    assert "the random mask" not in ex.figures(ex.resolve(sample=1, strategy="random"))[1]["overlap"]
 
 
 def test_overlap_chance_is_the_mean_of_independent_random_masks():
@@ -251,7 +252,7 @@ def test_explorer_view_applies_centre_and_scale(store, checkpoint):
     scaled = ex.view_layout(ex.resolve(time_patch=1, radial_scale=0.4))
     np.testing.assert_allclose(poincare.disk_dist0(scaled), 0.4 * poincare.disk_dist0(faithful), rtol=1e-9)
     fig = ex.static_figures(time_patch=1, centre="parent point", radial_scale=0.4)
-    assert "re-centred at the parent point" in fig["disk"].layout.xaxis.title.text
+    assert "re-centred at the parent point, distances from the centre x 0.40" in fig["disk"].layout.title.text
 
 
 def test_printed_labels_do_not_collide():
@@ -273,7 +274,7 @@ def test_printed_labels_do_not_collide():
             assert a[1] <= b[0] or b[1] <= a[0] or a[3] <= b[2] or b[3] <= a[2]
     fig = poincare.poincare_disk_figure(xy, labels, status=["single kept"] * 25, label_priority=priority)
     printed = [t for tr in fig.data if tr.name == "single kept" for t in tr.text if t]
-    assert len(printed) == sum(shown) and "joint_7" in printed
+    assert 1 < len(printed) < 25 and "joint_7" in printed     # crowded: the figure prints some, key first
     assert all(tr.cliponaxis is False for tr in fig.data if tr.name == "single kept")
 
 

@@ -310,12 +310,12 @@ class MaskExplorer:
                 f"{cfg.num_tokens_joints} token joints, width {cfg.dim}")
 
     def overlap_text(self, params: ExplorerParams, info: MaskInfo, others: Mapping[str, MaskInfo]) -> str:
-        """The current mask against the random and the MAMP mask of the same seed, with chance levels."""
+        """The current mask against the random and the MAMP mask of the same seed, with chance levels,
+        one line each."""
         a = params.actor
-        lines = [mask_overlap(info.mask[a].numpy(), info.patches, others[s].mask[a].numpy(), others[s].patches)
-                 .describe(f"{name}, seed {params.seed}")
-                 for s, name in OVERLAP_WITH if s != params.strategy]
-        return f"Current mask ({params.strategy}) " + "; ".join(lines) if lines else ""
+        return "\n".join(f"{params.strategy} mask " + mask_overlap(
+            info.mask[a].numpy(), info.patches, others[s].mask[a].numpy(), others[s].patches).describe(
+            f"{name}, seed {params.seed}") for s, name in OVERLAP_WITH if s != params.strategy)
 
     def spread_text(self, params: ExplorerParams, info: MaskInfo) -> str:
         """Keep-probability spread of each branch of the current draw, as one line of text."""
@@ -409,9 +409,10 @@ class MaskExplorer:
         return poincare_disk_figure(
             self.view_layout(params), labels, status=status, status_order=order, edges=edges, dist0=clip.dist0[t],
             scores=scores, geometry=params.geometry, label_priority=_label_priority(clip.nodes),
-            axis_note=f"PCA plane, parent point down; {self._view_note(params)}",
+            axis_note="",   # the subtitle says how the plane was made
             title=f"{where}: {self.clip_name(params)}<br><sup>time patch {t}, "
-                  f"{_branch_name(params.strategy, crit)} branch ({crit}), model: {params.checkpoint}</sup>")
+                  f"{_branch_name(params.strategy, crit)} branch ({crit}), model: {params.checkpoint}<br>"
+                  f"PCA plane, parent point down; {self._view_note(params)}</sup>")
 
     def radius_view(self, params: ExplorerParams) -> go.Figure:
         """dist0 of every token, trunk joint and parent point of the clip (all time patches)."""

@@ -30,7 +30,7 @@ from hacm.viz.explorer import CENTRES, MaskExplorer
 # Heights (px) of the figures in the widget; widths follow the "width" control.
 HEIGHTS = {"disk": 560, "skeleton": 460, "radii": 400, "spread": 400}
 CONTROLS_WIDTH = 300           # px, the control column beside the disk
-TEXT_HEIGHT = "3.4em"          # each text line's box: room for two wrapped lines, then it scrolls
+TEXT_LINES = {"checkpoint": 1, "overlap": 2, "spread": 2}   # lines of 16 px each text box holds (then it scrolls)
 OWN = "checkpoint's own"
 
 
@@ -64,8 +64,8 @@ class ExplorerWidget:
                                  style={"description_width": "90px"})
         self.busy = w.HTML(layout=w.Layout(height="1.8em"))
         self.status = w.HTML(layout=w.Layout(height="4.5em", overflow="auto"))
-        self.texts = {k: w.HTML(layout=w.Layout(height=TEXT_HEIGHT, overflow="auto", width="100%"))
-                      for k in ("checkpoint", "overlap", "spread")}
+        self.texts = {k: w.HTML(layout=w.Layout(height=f"{16 * n + 6}px", overflow="auto", width="100%"))
+                      for k, n in TEXT_LINES.items()}
         figs, texts = explorer.figures(p)
         self.figure_widgets = {k: go.FigureWidget(_sized(k, f, width)) for k, f in figs.items()}
         self._show_texts(texts)
@@ -159,7 +159,8 @@ class ExplorerWidget:
 
     def _show_texts(self, texts: dict[str, str]) -> None:
         for key, text in texts.items():
-            self.texts[key].value = f"<small>{text}</small>"
+            lines = "<br>".join(text.splitlines())
+            self.texts[key].value = f"<div style='font-size:12px; line-height:16px'>{lines}</div>"
 
 
 def _update_in_place(fw: go.FigureWidget, fig: go.Figure) -> None:

@@ -232,9 +232,9 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
                              marker={"symbol": "x", "color": "black", "size": 8}, hoverinfo="name"))
 
     half = 1.08 if poincare else max(1e-6, float(np.abs(xy).max())) * 1.1      # half the axis span
-    # a 9-px label on a ~560-px wide plot: 5.5 px per character, 12 px high
+    # a 9-px label on a ~560-px wide plot: about 6 px per character, 12 px high
     printed = visible_labels(xy, labels, range(n) if label_priority is None else label_priority,
-                             char_width=5.5 / 560 * 2 * half, height=12 / 560 * 2 * half)
+                             char_width=6 / 560 * 2 * half, height=12 / 560 * 2 * half)
     sides = label_sides(xy)
     for st in (dict.fromkeys(status) if status_order is None else status_order):
         idx = [i for i in range(n) if status[i] == st]
@@ -249,7 +249,8 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
                           "<br>score = %{customdata[1]}<extra></extra>"))
 
     where = "disk" if poincare else "plane"
-    axis = {"range": [-half, half], "zeroline": not poincare, "title": f"{where} x ({axis_note})"}
+    x_title = f"{where} x ({axis_note})" if axis_note else f"{where} x"
+    axis = {"range": [-half, half], "zeroline": not poincare, "title": x_title}
     yaxis = {**axis, "title": f"{where} y", "scaleanchor": "x", "scaleratio": 1}
     fig.update_layout(title=title, xaxis=axis, yaxis=yaxis, width=640, height=600,
                       legend={"title": "token (branch, kept/masked)"}, template="plotly_white")
