@@ -117,8 +117,10 @@ def test_time_patch_range_follows_the_checkpoint(store, checkpoint, mamp_checkpo
     ui = ExplorerWidget(MaskExplorer(store, {"HA-CM": checkpoint, "MAMP-style": mamp_checkpoint}))
     tp = ui.controls["time_patch"]
     assert tp.max == 3
+    traces = len(ui.figure_widgets["disk"].data)
     ui.controls["checkpoint"].value = "MAMP-style"
     assert tp.max == 7
+    assert len(ui.figure_widgets["disk"].data) == traces, "disk and plane share their traces: updated in place"
     tp.value = 7
     assert "time patch 7" in ui.figure_widgets["disk"].layout.title.text
     ui.controls["checkpoint"].value = "HA-CM"        # fewer time patches: the slider shrinks, no error

@@ -214,10 +214,13 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
     poincare = geometry == "poincare"
     fig = go.Figure()
 
-    if poincare:
-        theta = np.linspace(0, 2 * np.pi, 181)
-        fig.add_trace(go.Scatter(x=np.cos(theta), y=np.sin(theta), mode="lines", name="boundary |x| = 1",
-                                 line={"color": "black", "width": 1.5}, hoverinfo="skip"))
+    # The boundary trace is always there (hidden on the plane): the same traces in both geometries,
+    # so a FigureWidget switching between them is restyled in place.
+    theta = np.linspace(0, 2 * np.pi, 181)
+    fig.add_trace(go.Scatter(x=np.cos(theta) if poincare else [], y=np.sin(theta) if poincare else [],
+                             mode="lines", name="boundary |x| = 1" if poincare else "no boundary (plane)",
+                             visible=poincare, showlegend=poincare, line={"color": "black", "width": 1.5},
+                             hoverinfo="skip"))
 
     # All bones in one trace, arcs separated by None (one legend entry, cheap to update).
     ex, ey = [], []
