@@ -55,6 +55,8 @@ def values(control, repeats: int) -> list:
         return [opts[(opts.index(control.value) + k + 1) % len(opts)] for k in range(repeats)]
     step = getattr(control, "step", 1)
     span = [control.min + k * step for k in range(int(round((control.max - control.min) / step)) + 1)]
+    if hasattr(control, "base"):                 # a log slider: min, max and step are exponents
+        span = [control.base ** e for e in span]
     return [span[(k + 1) % len(span)] for k in range(repeats)]
 
 

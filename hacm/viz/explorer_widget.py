@@ -30,7 +30,7 @@ from hacm.viz.explorer import CENTRES, MaskExplorer
 # Heights (px) of the figures in the widget; widths follow the "width" control.
 HEIGHTS = {"disk": 560, "skeleton": 460, "radii": 400, "spread": 400}
 CONTROLS_WIDTH = 300           # px, the control column beside the disk
-TEXT_LINES = {"checkpoint": 1, "overlap": 2, "spread": 2}   # lines of 16 px each text box holds (then it scrolls)
+TEXT_LINES = {"checkpoint": 2, "overlap": 2, "spread": 2}   # lines of 16 px each text box holds (then it scrolls)
 OWN = "checkpoint's own"
 
 
