@@ -34,6 +34,7 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_explorer.py
 
 clean:
 	rm -rf runs reports/demo .pytest_cache

@@ -299,25 +299,33 @@ def load_model(path: str | Path, which: str = "last", device="cpu") -> nn.Module
     return model.to(device).eval()
 
 
-def load_for_masks(source: str | Path | None, model_config: ModelConfig, *, geometry: str | None = None) -> HACM:
+def load_for_masks(source: str | Path | None, model_config: ModelConfig, *, geometry: str | None = None,
+                   masking: MaskingConfig | None = None) -> HACM:
     """A pre-training model to draw masks with (the mask explorer), in eval mode.
 
     source: a hacm run directory or checkpoint of any protocol (its encoder, and the temporal
     criterion's projections when it is a pre-training run, so the masks are those training drew),
     an original MAMP / HA-CM release file (encoder weights only), or None for an untrained model
-    (seed 0: the same in every session). A hacm checkpoint brings its run's model config, the
-    others use `model_config`. `geometry` overrides the config's: the map has no parameters, so the
-    same weights can be looked at in either space. Built with the hacm strategy, so every
-    criterion can be evaluated; the masking config is chosen per draw.
+    (seed 0: the same in every session). A hacm checkpoint brings its run's model and masking
+    configs; an original MAMP file (`_mamp_evidence`) is Euclidean with MAMP's motion masking; the
+    others use `model_config` and `masking` (default HA-CM's). The model's `masking` is that
+    config: the checkpoint's own strategy. `geometry` overrides the config's: the map has no
+    parameters, so the same weights can be looked at in either space. Built with every criterion
+    (the hacm strategy's modules), so any strategy's masks can be drawn.
     """
     path = find_checkpoint(source) if source is not None else None
-    state = _hacm_checkpoint_or_none(path) if path is not None else None
-    cfg = from_dict(state["config"]).model if state is not None else model_config
+    raw = _load_any(path) if path is not None else None
+    state = _hacm_state(path, raw) if path is not None else None
+    run = from_dict(state["config"]) if state is not None else None
+    cfg, own_masking = (run.model, run.masking) if run is not None else (model_config, masking or MaskingConfig())
+    if isinstance(raw, dict) and state is None and _mamp_evidence(raw, raw.get("model", raw)) is not None:
+        cfg, own_masking = dataclasses.replace(cfg, geometry="euclidean"), MaskingConfig(strategy="motion")
     if geometry is not None:
         cfg = dataclasses.replace(cfg, geometry=geometry)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = HACM(cfg, MaskingConfig(strategy="hacm")).eval()
+    model.masking = own_masking
     if path is not None:
         load_pretrained_encoder(model.encoder, path)   # every encoder tensor, or HacmError
         saved = state["model"] if state is not None else {}
@@ -326,7 +334,13 @@ def load_for_masks(source: str | Path | None, model_config: ModelConfig, *, geom
     return model
 
 
-def _hacm_checkpoint_or_none(path: Path) -> dict | None:
-    """The hacm checkpoint at path, or None for an original-code file (read by load_pretrained_encoder)."""
-    raw = _load_any(path)
+def run_config_of(source: str | Path) -> RunConfig | None:
+    """The run config saved in a hacm checkpoint or run directory; None for an original-code file."""
+    path = find_checkpoint(source)
+    state = _hacm_state(path, _load_any(path))
+    return from_dict(state["config"]) if state is not None else None
+
+
+def _hacm_state(path: Path, raw) -> dict | None:
+    """`raw` (read from path) if it is a hacm checkpoint (checked), None for an original-code file."""
     return _checked(path, raw) if isinstance(raw, dict) and raw.get("format") == FORMAT else None

@@ -1,6 +1,6 @@
 """Real-browser checks in Debian chromium through Playwright (Playwright driving /usr/bin/chromium, never a downloaded browser).
 
-1. The explorer notebook in JupyterLab: run all cells, move the mask-ratio and sample sliders,
+1. The explorer notebook in JupyterLab: run all cells, move the mask-ratio and seed sliders,
    the Poincaré disk and the token grid must change, with no browser console errors.
 2. A generated report's index.html: every PNG loads and every interactive plotly page draws.
 """
@@ -35,7 +35,7 @@ pytestmark = [
 
 # The explorer's figures and sliders, as hacm.viz.explorer titles and labels them.
 DISK_TITLE, GRID_TITLE = "Poincaré disk", "Kept tokens"
-MASK_RATIO_LABEL, SAMPLE_LABEL = "mask ratio", "sample"
+MASK_RATIO_LABEL, SEED_LABEL = "mask ratio", "seed"
 
 # Console messages that are not faults of the page under test:
 BENIGN_CONSOLE = (
@@ -179,7 +179,7 @@ def test_explorer_in_jupyterlab(tmp_path, tiny_store):
         def state():
             return {t: page.evaluate(_FIGURE_STATE, t) for t in (DISK_TITLE, GRID_TITLE)}
 
-        for label in (MASK_RATIO_LABEL, SAMPLE_LABEL):
+        for label in (MASK_RATIO_LABEL, SEED_LABEL):
             before = state()
             _press_slider(page, label, presses=2)
             page.wait_for_function(
@@ -188,7 +188,7 @@ def test_explorer_in_jupyterlab(tmp_path, tiny_store):
             page.wait_for_timeout(500)   # the disk is redrawn in the same callback
             after = state()
             assert after[GRID_TITLE] != before[GRID_TITLE], f"token grid unchanged after moving '{label}'"
-            # a new sample moves the disk's points; a new mask ratio recolours them (marker colours)
+            # a new seed or mask ratio recolours the disk's points (other kept tokens)
             assert after[DISK_TITLE] != before[DISK_TITLE], f"Poincaré disk unchanged after moving '{label}'"
 
         page.get_by_text("| Idle").first.wait_for(timeout=60_000)

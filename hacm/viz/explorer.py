@@ -1,25 +1,37 @@
-"""The mask explorer: which tokens HA-CM keeps, where they sit in the Poincaré ball, and why.
+"""The mask explorer: which tokens a checkpoint's masking keeps, where they sit in its space, and why.
 
 `MaskExplorer(store, checkpoints)` shows, for one clip, one actor and one time patch:
-  - the Poincaré disk (token points, trunk joints and the parent point, distances from the origin
-    faithful; kinematic tree as geodesics),
+  - the token points in the checkpoint's own geometry: a Poincaré disk for a hyperbolic checkpoint
+    (distances from the origin faithful, the kinematic tree as geodesics), a plane for a Euclidean
+    one (a MAMP-style checkpoint is never drawn in a disk), with a fixed orientation (the parent
+    point down, the left side left), optional re-centring and radial rescale (geoopt's Möbius
+    addition and scalar multiplication on the drawn disk), and labels that do not collide,
   - the 3-D skeleton of that patch's middle frame, joints coloured the same way,
   - the token grid of every criterion (current strategy, hierarchy, attention, motion, random),
     coloured by each token's keep probability relative to random masking,
+  - how much the current mask agrees with the random and the MAMP (motion) mask of the same seed,
+    as numbers with their chance levels (the eye cannot tell at mask ratio 0.9),
   - the distance from the origin (depth) of every point of the clip, with the radii beyond which
     float32 or the release's projection would put points on one sphere,
   - the keep-probability spread max p / min p of each criterion against tau under both
     normalisations: the release's s / (tau max|s|) keeps masks close to random whatever tau is.
 
-Interactive use (JupyterLab): `display(explorer.widget)`; the controls update the plotly
-FigureWidgets in place. Batch use (papermill, reports): `explorer.static_figures(**params)`.
+Each checkpoint is shown as it was trained: its geometry, masking strategy (hence its branches),
+frame count and time patches come from its run config; a view can override geometry and strategy.
+The untrained model (checkpoint None) is built from the compared config: the first hacm checkpoint's
+run config, unless `model_config` is given.
+
+Interactive use (JupyterLab): `display(ExplorerWidget(explorer).box)` (hacm.viz.explorer_widget);
+the controls update the plotly FigureWidgets in place. Batch use (papermill, reports): `explorer.static_figures(**params)`,
+or `explorer.figures(explorer.resolve(**params))` for the figures and the text lines.
 
 Cost: a model is built (and its checkpoint loaded) once per (checkpoint, geometry); a clip is
-embedded and laid out on the disk once per (sample, checkpoint, geometry). A control change only
+embedded and laid out once per (sample, actor, checkpoint, geometry). A control change only
 re-samples the masks (a Gumbel top-k over a few hundred scores) and redraws.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -29,45 +41,59 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from hacm.checkpoint import load_for_masks
+from hacm.checkpoint import load_for_masks, run_config_of
 from hacm.config import DataConfig
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.store import Store
 from hacm.errors import HacmError
 from hacm.geometry import GEOMETRIES, RELEASE_BALL_EPS
-from hacm.masking import NORMALISATIONS, STRATEGIES, MaskInfo, MaskingConfig, keep_log_probs, keep_spread
+from hacm.masking import (NORMALISATIONS, STRATEGIES, MaskInfo, MaskingConfig, draw_masks, keep_log_probs,
+                           keep_spread)
 from hacm.model import HACM, ModelConfig, split_actors
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, TRUNK_JOINTS, joint_set
-from hacm.viz.poincare import disk_layout, pca_basis, poincare_disk_figure, radius_figure
+from hacm.viz.overlap import mask_overlap
+from hacm.viz.poincare import (disk_layout, disk_midpoint, orient_layout, pca_basis, poincare_disk_figure,
+                               radius_figure, recentre, rescale)
 from hacm.viz.skeleton import skeleton_figure
 from hacm.viz.tokens import TokenPanel, keep_spread_figure, token_grid_figure
 
 # One token-grid panel per criterion, as the single-criterion strategy that uses it.
 CRITERION_PANELS = (("spatial_only", "hierarchy (spatial criterion)"), ("temporal_only", "attention (temporal criterion)"),
                     ("motion", "motion (MAMP)"), ("random", "random (MAE)"))
+# The masks the current one is compared with, drawn with the same seed.
+OVERLAP_WITH = (("random", "the random mask (MAE)"), ("motion", "the MAMP mask (motion)"))
 TRUNK_STATUS, PARENT_STATUS = "trunk joint (not a token)", "trunk parent point"
+PARENT_LABEL = "parent point (trunk mean)"
+# Disk labels printed first; the others only where they do not collide (all are on hover).
+KEY_JOINTS = ("head", "left_hand", "right_hand", "left_foot", "right_foot", "left_elbow", "right_elbow",
+              "left_knee", "right_knee")
+CENTRES = ("origin", "parent point", "midpoint")   # what the disk view puts at its centre
 
 
 @dataclass
 class ExplorerParams:
     sample: int = 0            # index into the explorer's dataset (benchmark/part)
+    actor: int = 0             # which present actor of the clip (0 or 1 for a two-person clip)
     time_patch: int = 0
     mask_ratio: float = 0.9
     tau: float = 0.9
     seed: int = 0
-    strategy: str = "hacm"
-    normalise: str = ""        # keep-probability normalisation; "" = the strategy's own (standard for HA-CM)
-    geometry: str = "poincare"
+    strategy: str = ""         # "" = the checkpoint's own (its run's masking strategy)
+    normalise: str = ""        # keep-probability normalisation; "" = the strategy's own
+    geometry: str = ""         # "" = the checkpoint's own
     checkpoint: str = ""       # a key of `checkpoints` ("" = the first)
+    centre: str = "origin"     # disk view centre: origin | parent point | midpoint (of the time patch)
+    radial_scale: float = 1.0  # Poincaré disk view: distances from the centre times this (1 = faithful)
 
 
 @dataclass
 class _Encoded:
     """One actor of one clip, embedded by one model: everything the views need that masks do not change."""
     x: torch.Tensor            # [1, C, T, 25, M] model input
+    embedded: MaskInfo         # the model's masks of x: its token and trunk embeddings are reused
     frames: np.ndarray         # [T, 25, 3] the analysed actor's window
-    nodes: list[int]           # joint index per disk node (-1: the parent point)
-    layout: np.ndarray         # [TP, n, 2] disk positions (one PCA basis for the whole clip)
+    nodes: list[int]           # joint index per disk node (-1: the parent point, the last node)
+    layout: np.ndarray         # [TP, n, 2] positions (one PCA basis for the clip, fixed orientation)
     dist0: np.ndarray          # [TP, n] distance from the origin in the model's geometry
 
 
@@ -96,18 +122,30 @@ def _branch_name(strategy: str, criterion: str) -> str:
     return {"attention": "temporal", "hierarchy": "spatial"}[criterion]
 
 
+def _sides(nodes: list[int]) -> tuple[list[int], list[int]]:
+    """Disk node indices of the left-side and right-side joints (the orientation's mirror reference)."""
+    return ([i for i, j in enumerate(nodes) if j >= 0 and JOINT_NAMES[j].startswith("left_")],
+            [i for i, j in enumerate(nodes) if j >= 0 and JOINT_NAMES[j].startswith("right_")])
+
+
+def _label_priority(nodes: list[int]) -> list[int]:
+    """Disk node indices, most important label first: parent point, key joints, the rest."""
+    rank = {JOINT_NAMES.index(name): r for r, name in enumerate(KEY_JOINTS)}
+    return sorted(range(len(nodes)), key=lambda i: -1 if nodes[i] < 0 else rank.get(nodes[i], len(rank)))
+
+
 class MaskExplorer:
-    """Interactive and batch views of HA-CM masks on clips of `store`.
+    """Interactive and batch views of the masks of checkpoints on clips of `store`.
 
     checkpoints: name -> a hacm run directory or checkpoint file (pre-training, linear probe or
     fine-tune: the encoder is used), an original MAMP / HA-CM release `.pth`, or None for a randomly
-    initialised model (seed 0). A hacm checkpoint brings its run's model config; release files and
-    None use `model_config` (default ModelConfig()).
+    initialised model (seed 0). A hacm checkpoint brings its run's model and masking configs;
+    release files and None use the compared config: `model_config` if given, else the first hacm
+    checkpoint's (else ModelConfig()), with that run's masking.
     """
 
     def __init__(self, store: Store | str | Path, checkpoints: Mapping[str, str | Path | None] | None = None, *,
-                 benchmark: str | None = None, part: str = "test", model_config: ModelConfig | None = None,
-                 actor: int = 0):
+                 benchmark: str | None = None, part: str = "test", model_config: ModelConfig | None = None):
         self.store = store if isinstance(store, Store) else Store.open(store)
         self.checkpoints = dict(checkpoints or {"untrained": None})
         if not self.checkpoints:
@@ -116,13 +154,16 @@ class MaskExplorer:
         self.benchmark = benchmark or (benchmarks[0] if benchmarks else None)
         if self.benchmark is None:
             raise HacmError(f"MaskExplorer: store {self.store.path} has no benchmark splits")
-        self.part, self.actor = part, actor
-        self.model_config = model_config or ModelConfig()
+        self.part = part
+        compared = next((cfg for cfg in map(run_config_of, filter(None, self.checkpoints.values()))
+                         if cfg is not None), None)
+        self.model_config = model_config or (compared.model if compared else ModelConfig())
+        self.compared_masking = compared.masking if compared else MaskingConfig()
         self._datasets: dict[int, SkeletonDataset] = {}
         self._models: dict[tuple[str, str], HACM] = {}
-        self._encoded: dict[tuple[int, str, str], _Encoded] = {}
+        self._own_geometry: dict[str, str] = {}
+        self._encoded: dict[tuple[int, int, str, str], _Encoded] = {}
         self._dataset(self.model_config.num_frames)     # validates benchmark/part now, not on first draw
-        self._widget = None
 
     # -- cached building blocks --------------------------------------------------------------
 
@@ -136,16 +177,32 @@ class MaskExplorer:
     def num_samples(self) -> int:
         return len(self._dataset(self.model_config.num_frames))
 
-    def model(self, checkpoint: str, geometry: str) -> HACM:
-        """The model for (checkpoint, geometry), built and loaded once."""
-        key = (checkpoint, geometry)
-        if key in self._models:
-            return self._models[key]
+    def clips_by_class(self) -> dict[str, list[tuple[str, int]]]:
+        """Class name -> [(clip name, sample index)] of the explorer's dataset, in dataset order."""
+        ds = self._dataset(self.model_config.num_frames)
+        out: dict[str, list[tuple[str, int]]] = {}
+        for sample, i in enumerate(ds.sample_indices):
+            i = int(i)
+            two = " (2 actors)" if int(self.store.num_actors[i]) > 1 else ""
+            name = self.store.class_names[self.store.labels[i]]
+            out.setdefault(name, []).append((f"{self.store.names[i]}{two}", sample))
+        return out
+
+    def model(self, checkpoint: str, geometry: str = "") -> HACM:
+        """The model for (checkpoint, geometry) ("" = the checkpoint's own), built and loaded once."""
         if checkpoint not in self.checkpoints:
             raise HacmError(f"MaskExplorer: unknown checkpoint {checkpoint!r}; choose from {list(self.checkpoints)}")
-        model = load_for_masks(self.checkpoints[checkpoint], self.model_config, geometry=geometry)
-        self._models[key] = model
-        return model
+        if not geometry:
+            if checkpoint not in self._own_geometry:
+                model = load_for_masks(self.checkpoints[checkpoint], self.model_config, masking=self.compared_masking)
+                self._own_geometry[checkpoint] = model.cfg.geometry
+                self._models[(checkpoint, model.cfg.geometry)] = model
+            geometry = self._own_geometry[checkpoint]
+        key = (checkpoint, geometry)
+        if key not in self._models:
+            self._models[key] = load_for_masks(self.checkpoints[checkpoint], self.model_config, geometry=geometry,
+                                               masking=self.compared_masking)
+        return self._models[key]
 
     def clip(self, sample: int, num_frames: int) -> tuple[torch.Tensor, int]:
         ds = self._dataset(num_frames)
@@ -153,144 +210,217 @@ class MaskExplorer:
             raise HacmError(f"MaskExplorer: sample {sample} out of range (0..{len(ds) - 1})")
         return torch.from_numpy(ds.clip(sample, epoch=0)).unsqueeze(0), int(ds.sample_indices[sample])
 
+    def num_actors(self, sample: int) -> int:
+        """Present (non-zero) actors of a clip."""
+        return int(split_actors(self.clip(sample, self.model_config.num_frames)[0])[1].sum())
+
     @torch.no_grad()
-    def encoded(self, sample: int, checkpoint: str, geometry: str) -> _Encoded:
-        key = (sample, checkpoint, geometry)
+    def encoded(self, sample: int, actor: int, checkpoint: str, geometry: str) -> _Encoded:
+        key = (sample, actor, checkpoint, geometry)
         if key in self._encoded:
             return self._encoded[key]
         model = self.model(checkpoint, geometry)
-        encoder, cfg = model.encoder, model.cfg
+        cfg = model.cfg
         x, _ = self.clip(sample, cfg.num_frames)
         seqs, _ = split_actors(x)                                                    # [S, T, 25, C]
-        if seqs.shape[0] == 0:
-            raise HacmError(f"MaskExplorer: sample {sample} has no non-zero actor")
-        a = min(self.actor, seqs.shape[0] - 1)
-        geometry = encoder.geometry
+        if not 0 <= actor < seqs.shape[0]:
+            raise HacmError(f"MaskExplorer: actor {actor} out of range: sample {sample} has {seqs.shape[0]} actor(s)")
         info = model.masks(x)                          # the embeddings the masks are drawn from
-        tokens, trunk = info.tokens[a], info.trunk[a]                                # [TP, V, D], [TP, 7, D]
+        tokens, trunk = info.tokens[actor], info.trunk[actor]                        # [TP, V, D], [TP, 7, D]
         token_joints = list(joint_set(cfg.prune))
         extra = [j for j in TRUNK_JOINTS if j not in token_joints]
         extra_emb = trunk[:, [TRUNK_JOINTS.index(j) for j in extra]]                # [TP, E, D]
         nodes_emb = torch.cat([tokens, extra_emb, trunk.mean(1, keepdim=True)], 1)  # [TP, n, D]
         TP, n, D = nodes_emb.shape
         flat = nodes_emb.reshape(TP * n, D)
-        dist0 = geometry.dist0(geometry.points(flat))                               # [TP*n] float64, exact
+        space = model.encoder.geometry
+        dist0 = space.dist0(space.points(flat))                                     # [TP*n] float64, exact
         basis = pca_basis(flat)                           # one basis: the view does not spin between patches
-        layout = disk_layout(flat, dist0, geometry=geometry.name, basis=basis).reshape(TP, n, 2)
-        dist0 = dist0.numpy().reshape(TP, n)
-        frames = x[0, :, :, :, a].permute(1, 2, 0).numpy()                           # [T, 25, 3]
-        self._encoded[key] = _Encoded(x, frames, token_joints + extra + [-1], layout, dist0)
+        nodes = token_joints + extra + [-1]
+        left, right = _sides(nodes)
+        layout = orient_layout(disk_layout(flat, dist0, geometry=space.name, basis=basis).reshape(TP, n, 2),
+                               down=[n - 1], left=left, right=right)
+        self._encoded[key] = _Encoded(x, info, seqs[actor].numpy(), nodes, layout, dist0.numpy().reshape(TP, n))
         return self._encoded[key]
 
-    @staticmethod
-    def _masking(params: ExplorerParams, strategy: str | None = None) -> MaskingConfig:
-        return MaskingConfig(strategy=strategy or params.strategy, mask_ratio=params.mask_ratio, tau=params.tau,
+    def masking_config(self, params: ExplorerParams, strategy: str | None = None) -> MaskingConfig:
+        """params' masking under `strategy` (default params'): the checkpoint's own config for its own
+        strategy, else that strategy's defaults (motion masks high-motion tokens, as MAMP)."""
+        strategy = strategy or params.strategy
+        own = self.model(params.checkpoint, params.geometry).masking
+        if strategy == own.strategy:
+            return dataclasses.replace(own, mask_ratio=params.mask_ratio, tau=params.tau,
+                                       normalise=params.normalise or own.normalise)
+        return MaskingConfig(strategy=strategy, mask_ratio=params.mask_ratio, tau=params.tau,
                              normalise=params.normalise or None)
 
     def masks(self, params: ExplorerParams, strategy: str | None = None) -> MaskInfo:
-        """MaskInfo of the model for params' checkpoint/geometry under `strategy` (default params'),
-        each strategy with its own defaults (motion masks high-motion tokens, as MAMP)."""
+        """MaskInfo of the model for resolved params' checkpoint/geometry under `strategy` (default
+        params'): what `model.masks` draws, from the clip's cached embeddings (no encoder call)."""
         model = self.model(params.checkpoint, params.geometry)
-        x = self.encoded(params.sample, params.checkpoint, params.geometry).x
-        return model.masks(x, torch.Generator().manual_seed(params.seed), self._masking(params, strategy))
+        emb = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry).embedded
+        seqs, _ = split_actors(self.encoded(params.sample, params.actor, params.checkpoint, params.geometry).x)
+        return draw_masks(seqs[:, :, model.encoder.joints], emb.tokens, emb.trunk, emb.actor_mask,
+                          self.masking_config(params, strategy), geometry=model.encoder.geometry,
+                          temporal=model.temporal, t_patch=model.cfg.t_patch,
+                          generator=torch.Generator().manual_seed(params.seed))
 
     # -- views -------------------------------------------------------------------------------
 
     def resolve(self, **params) -> ExplorerParams:
+        """ExplorerParams with every "" filled in (checkpoint, its own geometry and strategy), checked."""
         unknown = set(params) - {f.name for f in fields(ExplorerParams)}
         if unknown:
             raise HacmError(f"MaskExplorer: unknown parameters {sorted(unknown)}; "
                             f"expected {[f.name for f in fields(ExplorerParams)]}")
         p = ExplorerParams(**params)
-        if not p.checkpoint:
-            p.checkpoint = next(iter(self.checkpoints))
+        p.checkpoint = p.checkpoint or next(iter(self.checkpoints))
+        if p.geometry and p.geometry not in GEOMETRIES:
+            raise HacmError(f"MaskExplorer: geometry must be one of {GEOMETRIES} (or empty), got {p.geometry!r}")
+        model = self.model(p.checkpoint, p.geometry)
+        p.geometry, p.strategy = model.cfg.geometry, p.strategy or model.masking.strategy
         if p.strategy not in STRATEGIES:
-            raise HacmError(f"MaskExplorer: strategy must be one of {STRATEGIES}, got {p.strategy!r}")
+            raise HacmError(f"MaskExplorer: strategy must be one of {STRATEGIES} (or empty), got {p.strategy!r}")
         if p.normalise and p.normalise not in NORMALISATIONS:
             raise HacmError(f"MaskExplorer: normalise must be one of {NORMALISATIONS} (or empty), got {p.normalise!r}")
-        if p.geometry not in GEOMETRIES:
-            raise HacmError(f"MaskExplorer: geometry must be one of {GEOMETRIES}, got {p.geometry!r}")
-        TP = self.model(p.checkpoint, p.geometry).cfg.num_patches
+        if p.centre not in CENTRES:
+            raise HacmError(f"MaskExplorer: centre must be one of {CENTRES}, got {p.centre!r}")
+        if not p.radial_scale > 0:
+            raise HacmError(f"MaskExplorer: radial_scale must be positive, got {p.radial_scale!r}")
+        TP = model.cfg.num_patches
         if not 0 <= p.time_patch < TP:
-            raise HacmError(f"MaskExplorer: time_patch {p.time_patch} out of range (0..{TP - 1})")
+            raise HacmError(f"MaskExplorer: time_patch {p.time_patch} out of range (0..{TP - 1}) for checkpoint "
+                            f"{p.checkpoint!r} ({model.cfg.num_frames} frames, t_patch {model.cfg.t_patch})")
+        actors = self.num_actors(p.sample)
+        if not 0 <= p.actor < actors:
+            raise HacmError(f"MaskExplorer: actor {p.actor} out of range: sample {p.sample} has {actors} actor(s)")
         return p
+
+    def checkpoint_text(self, params: ExplorerParams) -> str:
+        """What the checkpoint is: geometry, strategy and branches, frames and time patches, width."""
+        model = self.model(params.checkpoint, params.geometry)
+        cfg, own = model.cfg, model.masking
+        criteria = ", ".join(dict.fromkeys(own.branch_criteria()))
+        branches = ("two branches (temporal: attention, spatial: hierarchy)" if own.strategy == "hacm" else
+                    f"{'two branches' if own.cross_grouping else 'one branch'} ({criteria})")
+        override = "" if params.geometry == self._own_geometry[params.checkpoint] else \
+            f" (viewed as {params.geometry}; trained {self._own_geometry[params.checkpoint]})"
+        return (f"{params.checkpoint}: {cfg.geometry} geometry{override}, masking {own.strategy} with {branches}, "
+                f"{cfg.num_frames} frames, t_patch {cfg.t_patch} ({cfg.num_patches} time patches), "
+                f"{cfg.num_tokens_joints} token joints, width {cfg.dim}")
+
+    def overlap_text(self, params: ExplorerParams, info: MaskInfo, others: Mapping[str, MaskInfo]) -> str:
+        """The current mask against the random and the MAMP mask of the same seed, with chance levels,
+        one line each."""
+        a = params.actor
+        return "\n".join(f"{params.strategy} mask " + mask_overlap(
+            info.mask[a].numpy(), info.patches, others[s].mask[a].numpy(), others[s].patches).describe(
+            f"{name}, seed {params.seed}") for s, name in OVERLAP_WITH if s != params.strategy)
 
     def spread_text(self, params: ExplorerParams, info: MaskInfo) -> str:
         """Keep-probability spread of each branch of the current draw, as one line of text."""
-        a = min(self.actor, info.scores.shape[0] - 1)
-        parts = [f"{_branch_name(params.strategy, crit)} branch ({crit}) {float(spread[a]):.2f}x"
+        parts = [f"{_branch_name(params.strategy, crit)} branch ({crit}) {float(spread[params.actor]):.2f}x"
                  for crit, spread in zip(info.criteria, info.spread())]
-        normalise = self._masking(params).normalise
+        normalise = self.masking_config(params).normalise
         return (f"keep-probability spread max p / min p at tau={params.tau:.2f} ({normalise} normalisation): "
                 + ", ".join(parts) + "  (1x = random masking)")
 
-    def figures(self, params: ExplorerParams) -> tuple[dict[str, go.Figure], str]:
-        """The views for resolved params, and the spread text."""
-        clip = self.encoded(params.sample, params.checkpoint, params.geometry)
+    def clip_name(self, params: ExplorerParams) -> str:
+        ds = self._dataset(self.model(params.checkpoint, params.geometry).cfg.num_frames)
+        i = int(ds.sample_indices[params.sample])
+        actor = f", actor {params.actor + 1}" if int(self.store.num_actors[i]) > 1 else ""
+        return f"{self.store.names[i]} ({self.store.class_names[self.store.labels[i]]}{actor})"
+
+    def figures(self, params: ExplorerParams) -> tuple[dict[str, go.Figure], dict[str, str]]:
+        """The views for resolved params, and their texts {"checkpoint", "overlap", "spread"}."""
         model = self.model(params.checkpoint, params.geometry)
-        t_patch, t = model.cfg.t_patch, params.time_patch
         info = self.masks(params)
-        a = min(self.actor, info.scores.shape[0] - 1)
-        mask, scores = info.mask[a].numpy(), info.scores[a].numpy()                 # [TP, V]
-        tokens = list(joint_set(model.cfg.prune))
-        patch_branch = info.patch_branch.numpy()                                     # [TP]
-        branch = _branch_name(params.strategy, info.criteria[patch_branch[t]])
-
-        # Status of every node of the disk and every joint of the skeleton at time patch t.
-        status, node_scores = [], []
-        for j in clip.nodes:
-            if j in tokens:
-                v = tokens.index(j)
-                status.append(f"{branch} {'masked' if mask[t, v] else 'kept'}")
-                node_scores.append(scores[t, v])
-            else:
-                status.append(PARENT_STATUS if j < 0 else TRUNK_STATUS)
-                node_scores.append(np.nan)
-        order = [f"{branch} kept", f"{branch} masked", TRUNK_STATUS, PARENT_STATUS]
-        index = {j: i for i, j in enumerate(clip.nodes)}
-        edges = [(index[j], index[PARENTS[j]]) for j in range(NUM_JOINTS) if PARENTS[j] >= 0]
-        labels = [JOINT_NAMES[j] if j >= 0 else "parent point (trunk mean)" for j in clip.nodes]
-        ds = self._dataset(model.cfg.num_frames)
-        store_index = int(ds.sample_indices[params.sample])
-        clip_name = f"{self.store.names[store_index]} ({self.store.class_names[self.store.labels[store_index]]})"
-        crit = info.criteria[patch_branch[t]]
-        where = "Poincaré disk" if params.geometry == "poincare" else "Euclidean plane"
-        disk = poincare_disk_figure(
-            clip.layout[t], labels, status=status, status_order=order, edges=edges, dist0=clip.dist0[t],
-            scores=node_scores, geometry=params.geometry,
-            title=f"{where}: {clip_name}<br><sup>time patch {t}, {branch} branch ({crit}), model: {params.checkpoint}</sup>")
-
-        joint_status = [status[index[j]] for j in range(NUM_JOINTS)]
-        frame = t * t_patch + t_patch // 2
-        skel = skeleton_figure(clip.frames, joint_status, animate=False, frame=frame, status_order=order,
-                               title=f"{clip_name}<br><sup>frame {frame} (middle of time patch {t})</sup>")
-
-        panels = [TokenPanel(f"{params.strategy} (current: {', '.join(dict.fromkeys(info.criteria))})",
-                             ~mask, None if params.strategy == "random" else scores, _log_ratio(info, a))]
-        by_criterion = {}
-        for strategy, title in CRITERION_PANELS:
-            other = info if strategy == params.strategy else self.masks(params, strategy)
-            by_criterion[other.criteria[0]] = other
-            panels.append(TokenPanel(title, ~other.mask[a].numpy(),
-                                     None if strategy == "random" else other.scores[a].numpy(), _log_ratio(other, a)))
+        others = {s: info if s == params.strategy else self.masks(params, s)
+                  for s in dict.fromkeys([s for s, _ in CRITERION_PANELS] + [s for s, _ in OVERLAP_WITH])}
+        status, order = self._node_status(params, info)
+        clip_name = self.clip_name(params)
         spread = self.spread_text(params, info)
-        grid = token_grid_figure(panels, [JOINT_NAMES[j] for j in tokens], t_patch=t_patch,
+        texts = {"checkpoint": self.checkpoint_text(params), "overlap": self.overlap_text(params, info, others),
+                 "spread": spread}
+        clip = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry)
+        index = {j: i for i, j in enumerate(clip.nodes)}
+        t_patch, t = model.cfg.t_patch, params.time_patch
+        frame = t * t_patch + t_patch // 2
+        skel = skeleton_figure(clip.frames, [status[index[j]] for j in range(NUM_JOINTS)], animate=False,
+                               frame=frame, status_order=order,
+                               title=f"{clip_name}<br><sup>frame {frame} (middle of time patch {t})</sup>")
+        a = params.actor
+        current = f"{params.strategy} (current: {', '.join(dict.fromkeys(info.criteria))})"
+        panels = [TokenPanel(current, ~info.mask[a].numpy(),
+                             None if params.strategy == "random" else info.scores[a].numpy(), _log_ratio(info, a))]
+        panels += [TokenPanel(title, ~others[s].mask[a].numpy(), None if s == "random" else others[s].scores[a].numpy(),
+                              _log_ratio(others[s], a)) for s, title in CRITERION_PANELS]
+        grid = token_grid_figure(panels, [JOINT_NAMES[j] for j in joint_set(model.cfg.prune)], t_patch=t_patch,
                                  title=f"Kept tokens, mask ratio {params.mask_ratio:.2f}, tau {params.tau:.2f}, "
                                        f"seed {params.seed}: {clip_name}<br><sup>{spread}</sup>")
-        curves = {f"{crit} ({normalise})": (TAU_GRID, _spread_curve(other, a, normalise))
-                  for crit, other in by_criterion.items() if crit != "random" for normalise in NORMALISATIONS}
+        curves = {f"{other.criteria[0]} ({normalise})": (TAU_GRID, _spread_curve(other, a, normalise))
+                  for s, other in others.items() if s != "random" for normalise in NORMALISATIONS}
         spread_fig = keep_spread_figure(curves, tau=params.tau,
                                         title=f"How far each criterion's masks are from random: {clip_name}")
-        return {"disk": disk, "skeleton": skel, "tokens": grid, "radii": self.radius_view(params),
-                "spread": spread_fig}, spread
+        return {"disk": self.disk_view(params, info, status, order), "skeleton": skel, "tokens": grid,
+                "radii": self.radius_view(params), "spread": spread_fig}, texts
+
+    def _node_status(self, params: ExplorerParams, info: MaskInfo) -> tuple[list[str], list[str]]:
+        """Status of every disk node at params' time patch ("<branch> kept|masked", trunk ...), and
+        the fixed order of the status traces."""
+        clip = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry)
+        tokens = list(joint_set(self.model(params.checkpoint, params.geometry).cfg.prune))
+        t, mask = params.time_patch, info.mask[params.actor].numpy()
+        branch = _branch_name(params.strategy, info.criteria[int(info.patch_branch[t])])
+        status = [f"{branch} {'masked' if mask[t, tokens.index(j)] else 'kept'}" if j in tokens
+                  else PARENT_STATUS if j < 0 else TRUNK_STATUS for j in clip.nodes]
+        return status, [f"{branch} kept", f"{branch} masked", TRUNK_STATUS, PARENT_STATUS]
+
+    def view_layout(self, params: ExplorerParams) -> np.ndarray:
+        """[n, 2] positions of params' time patch as drawn: re-centred (Möbius addition on the disk, a
+        translation on the plane), then radially rescaled (Möbius scalar multiplication, disk only)."""
+        clip = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry)
+        xy = clip.layout[params.time_patch]
+        poincare = params.geometry == "poincare"
+        if params.centre != "origin":
+            centre = xy[-1] if params.centre == "parent point" else disk_midpoint(xy) if poincare else xy.mean(0)
+            xy = recentre(xy, centre, geometry=params.geometry)
+        return rescale(xy, params.radial_scale) if poincare and params.radial_scale != 1.0 else xy
+
+    def _view_note(self, params: ExplorerParams) -> str:
+        moved = {"origin": "", "parent point": "re-centred at the parent point",
+                 "midpoint": "re-centred at the patch midpoint"}[params.centre]
+        scaled = f"distances from the centre x {params.radial_scale:.2f}" \
+            if params.geometry == "poincare" and params.radial_scale != 1.0 else ""
+        note = ", ".join(x for x in (moved, scaled) if x)
+        return note or ("distances from the origin faithful" if params.geometry == "poincare" else "|x| = L2 norm")
+
+    def disk_view(self, params: ExplorerParams, info: MaskInfo, status: list[str], order: list[str]) -> go.Figure:
+        """The token points of params' time patch in the checkpoint's geometry (disk or plane)."""
+        clip = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry)
+        tokens = list(joint_set(self.model(params.checkpoint, params.geometry).cfg.prune))
+        t, a = params.time_patch, params.actor
+        scores = [info.scores[a, t, tokens.index(j)].item() if j in tokens else np.nan for j in clip.nodes]
+        index = {j: i for i, j in enumerate(clip.nodes)}
+        edges = [(index[j], index[PARENTS[j]]) for j in range(NUM_JOINTS) if PARENTS[j] >= 0]
+        labels = [JOINT_NAMES[j] if j >= 0 else PARENT_LABEL for j in clip.nodes]
+        crit = info.criteria[int(info.patch_branch[t])]
+        where = "Poincaré disk" if params.geometry == "poincare" else "Euclidean plane (PCA, no disk)"
+        return poincare_disk_figure(
+            self.view_layout(params), labels, status=status, status_order=order, edges=edges, dist0=clip.dist0[t],
+            scores=scores, geometry=params.geometry, label_priority=_label_priority(clip.nodes),
+            axis_note="",   # the subtitle says how the plane was made
+            title=f"{where}: {self.clip_name(params)}<br><sup>time patch {t}, "
+                  f"{_branch_name(params.strategy, crit)} branch ({crit}), model: {params.checkpoint}<br>"
+                  f"PCA plane, parent point down; {self._view_note(params)}</sup>")
 
     def radius_view(self, params: ExplorerParams) -> go.Figure:
         """dist0 of every token, trunk joint and parent point of the clip (all time patches)."""
-        clip = self.encoded(params.sample, params.checkpoint, params.geometry)
+        clip = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry)
         model = self.model(params.checkpoint, params.geometry)
         tokens = set(joint_set(model.cfg.prune))
-        kinds = {"tokens": [j in tokens for j in clip.nodes], "trunk joints": [j >= 0 and j not in tokens for j in clip.nodes],
-                 "parent point": [j < 0 for j in clip.nodes]}
+        kinds = {"tokens": [j in tokens for j in clip.nodes],
+                 "trunk joints": [j >= 0 and j not in tokens for j in clip.nodes], "parent point": [j < 0 for j in clip.nodes]}
         dist0 = {name: clip.dist0[:, np.array(sel)] for name, sel in kinds.items() if any(sel)}
         lines = {}
         if params.geometry == "poincare":
@@ -298,7 +428,7 @@ class MaskExplorer:
             lines = {f"float32 projection (eps {eps:g}) clips beyond": 2 / math.sqrt(c) * math.atanh(1 - eps)
                      for eps in (FLOAT32_BALL_EPS, RELEASE_BALL_EPS)}
         return radius_figure(dist0, clip_lines=lines,
-                             title=f"Distance from the origin, model {params.checkpoint}, "
+                             title=f"Distance from the origin ({params.geometry}), model {params.checkpoint}, "
                                    f"clip {params.sample}<br><sup>depth in the hierarchy; a projection "
                                    f"puts every point beyond its line on one sphere</sup>")
 
@@ -306,77 +436,3 @@ class MaskExplorer:
         """{"disk", "skeleton", "tokens", "radii", "spread"} as plain go.Figure for batch mode
         (ExplorerParams fields)."""
         return self.figures(self.resolve(**params))[0]
-
-    # -- the widget --------------------------------------------------------------------------
-
-    @property
-    def widget(self):
-        """The ipywidgets.VBox to `display` in a notebook (built on first access)."""
-        if self._widget is None:
-            self._widget = self._build_widget()
-        return self._widget
-
-    def _build_widget(self):
-        import ipywidgets as w
-
-        p = self.resolve()
-        TP = self.model(p.checkpoint, p.geometry).cfg.num_patches
-        slider = dict(continuous_update=False, style={"description_width": "initial"})
-        self.controls = {
-            "sample": w.IntSlider(value=p.sample, min=0, max=self.num_samples - 1, description="sample", **slider),
-            "time_patch": w.IntSlider(value=p.time_patch, min=0, max=TP - 1, description="time patch", **slider),
-            "mask_ratio": w.FloatSlider(value=p.mask_ratio, min=0.5, max=0.98, step=0.01, description="mask ratio",
-                                        **slider),
-            "tau": w.FloatLogSlider(value=p.tau, base=10, min=-1.5, max=1.0, step=0.05, description="tau", **slider),
-            "seed": w.IntSlider(value=p.seed, min=0, max=99, description="seed", **slider),
-            "strategy": w.Dropdown(options=list(STRATEGIES), value=p.strategy, description="strategy"),
-            "normalise": w.Dropdown(options=[("strategy default", ""), *[(n, n) for n in NORMALISATIONS]],
-                                    value=p.normalise, description="normalise"),
-            "geometry": w.Dropdown(options=list(GEOMETRIES), value=p.geometry, description="geometry"),
-            "checkpoint": w.Dropdown(options=list(self.checkpoints), value=p.checkpoint, description="checkpoint"),
-        }
-        self.spread_label = w.HTML()
-        self.status_label = w.HTML()
-        figs, spread = self.figures(p)
-        self.figure_widgets = {k: go.FigureWidget(f) for k, f in figs.items()}
-        self.spread_label.value = f"<b>{spread}</b>"
-        for c in self.controls.values():
-            c.observe(self._on_change, names="value")
-        c = self.controls
-        return w.VBox([
-            w.HBox([c["sample"], c["time_patch"], c["checkpoint"], c["geometry"]]),
-            w.HBox([c["strategy"], c["normalise"], c["mask_ratio"], c["tau"], c["seed"]]),
-            self.spread_label, self.status_label,
-            w.HBox([self.figure_widgets["disk"], self.figure_widgets["skeleton"]]),
-            self.figure_widgets["tokens"],
-            w.HBox([self.figure_widgets["radii"], self.figure_widgets["spread"]]),
-        ])
-
-    def _on_change(self, _change) -> None:
-        try:
-            params = self.resolve(**{k: c.value for k, c in self.controls.items()})
-            figs, spread = self.figures(params)
-        except HacmError as e:   # shown in the widget: an exception in a callback would vanish
-            self.status_label.value = f"<span style='color:#b00'>{e}</span>"
-            return
-        self.status_label.value = ""
-        self.spread_label.value = f"<b>{spread}</b>"
-        for key, fig in figs.items():
-            _update_in_place(self.figure_widgets[key], fig)
-
-
-def _update_in_place(fw: go.FigureWidget, fig: go.Figure) -> None:
-    """Make FigureWidget `fw` show `fig`: restyle/relayout in one message when the traces line up."""
-    same = len(fw.data) == len(fig.data) and all(a.type == b.type for a, b in zip(fw.data, fig.data))
-    if same:
-        with fw.batch_update():
-            for old, new in zip(fw.data, fig.data):
-                props = new.to_plotly_json()
-                props.pop("type", None)
-                props.pop("uid", None)
-                old.update(props, overwrite=True)
-            fw.layout.update(fig.layout.to_plotly_json(), overwrite=True)
-    else:
-        fw.data = []
-        fw.add_traces(list(fig.data))
-        fw.layout.update(fig.layout.to_plotly_json(), overwrite=True)

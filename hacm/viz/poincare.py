@@ -14,6 +14,7 @@ at its L2 norm, and bones are straight segments.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import geoopt
@@ -100,6 +101,81 @@ def disk_layout(tangents, dist0, *, geometry: str = "poincare", basis=None) -> n
     return (direction * d0.unsqueeze(-1)).numpy()
 
 
+def orient_layout(layout, *, down: Sequence[int], left: Sequence[int] = (), right: Sequence[int] = ()) -> np.ndarray:
+    """Rotate (and mirror) a layout [..., n, 2] about the origin into one fixed orientation.
+
+    PCA fixes a plane, not its orientation: the sign convention of `pca_basis` follows the largest
+    loading, which changes from clip to clip, so the same skeleton could appear mirrored or turned.
+    Here the mean position of the nodes `down` (e.g. the parent point of every time patch) is turned
+    to point straight down, and the picture is mirrored so that the nodes `left` lie left of the
+    nodes `right` on average. Rotations and reflections about the origin are isometries of the
+    disk and of the plane: every distance, dist0 included, is unchanged.
+    """
+    xy = np.asarray(layout, dtype=np.float64)
+    nodes = xy.reshape(-1, xy.shape[-2], 2)                                         # [B, n, 2]
+    ref = nodes[:, list(down)].reshape(-1, 2).mean(0)
+    angle = math.atan2(ref[1], ref[0]) if np.hypot(*ref) > 1e-12 else -math.pi / 2
+    turn = -math.pi / 2 - angle                                                     # ref -> straight down
+    rot = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+    out = xy @ rot.T
+    if left and right:
+        flat = out.reshape(-1, xy.shape[-2], 2)
+        if flat[:, list(left), 0].mean() > flat[:, list(right), 0].mean():
+            out = out * np.array([-1.0, 1.0])
+    return out
+
+
+def recentre(layout, centre, *, geometry: str = "poincare") -> np.ndarray:
+    """Move `centre` [2] to the origin: layout [..., 2] -> (-centre) (+) layout, geoopt's Möbius
+    addition on the drawn disk (curvature 1), an isometry of the disk; a translation on the plane."""
+    xy, c = _as_float64(layout), _as_float64(centre)
+    if geometry != "poincare":
+        return (xy - c).numpy()
+    return _DISK.mobius_add(-c.expand_as(xy), xy, project=False).numpy()
+
+
+def rescale(layout, factor: float) -> np.ndarray:
+    """Radial rescale of disk positions [..., 2]: factor (x) layout, geoopt's Möbius scalar
+    multiplication, which multiplies every point's distance from the origin by `factor` and keeps
+    its direction (factor < 1 pulls points off the rim)."""
+    if not factor > 0:
+        raise HacmError(f"rescale: factor must be positive, got {factor!r}")
+    xy = _as_float64(layout)
+    return _DISK.mobius_scalar_mul(torch.tensor(float(factor), dtype=torch.float64), xy, project=False).numpy()
+
+
+def disk_midpoint(points) -> np.ndarray:
+    """geoopt's weighted (Einstein) midpoint [2] of disk points [n, 2]: a Fréchet-mean-like centre."""
+    return _DISK.weighted_midpoint(_as_float64(points), reducedim=[0], project=False).numpy()
+
+
+def visible_labels(xy, labels: Sequence[str], priority: Sequence[int], *, char_width: float,
+                   height: float) -> list[bool]:
+    """Which labels to print so that no two printed labels overlap (the others stay on hover).
+
+    Each label is a box `len(label) * char_width` wide and `height` high (data units) beside its
+    point, on the side away from the origin (`label_sides`). Labels are placed greedily in
+    `priority` order (a permutation of the indices, most important first).
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    sides = label_sides(xy)
+    boxes: list[tuple[float, float, float, float]] = []
+    shown = [False] * len(xy)
+    for i in priority:
+        w = len(labels[i]) * char_width
+        x0 = xy[i, 0] if sides[i] == "middle right" else xy[i, 0] - w
+        box = (x0, x0 + w, xy[i, 1] - height / 2, xy[i, 1] + height / 2)
+        if all(box[1] <= b[0] or b[1] <= box[0] or box[3] <= b[2] or b[3] <= box[2] for b in boxes):
+            boxes.append(box)
+            shown[i] = True
+    return shown
+
+
+def label_sides(xy) -> list[str]:
+    """Plotly textposition of each point's label: outwards, to the right of points right of the origin."""
+    return ["middle right" if x >= 0 else "middle left" for x in np.asarray(xy, dtype=np.float64)[:, 0]]
+
+
 def disk_dist0(layout) -> np.ndarray:
     """dist0 of 2-D disk positions [V, 2] (curvature 1): the number the layout keeps faithful."""
     return _DISK.dist0(_as_float64(layout)).numpy()
@@ -114,8 +190,9 @@ def geodesic_arc(a, b, samples: int = GEODESIC_SAMPLES) -> np.ndarray:
 
 def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str],
                          edges: Sequence[tuple[int, int]] = (), dist0=None, scores=None,
-                         status_order: Sequence[str] | None = None,
-                         geometry: str = "poincare", title: str = "Token points in the Poincaré disk") -> go.Figure:
+                         status_order: Sequence[str] | None = None, label_priority: Sequence[int] | None = None,
+                         geometry: str = "poincare", title: str = "Token points in the Poincaré disk",
+                         axis_note: str = "PCA of logmap0") -> go.Figure:
     """Disk figure: points `layout` [V, 2] named `labels`, one legend entry per `status` label.
 
     status: per point "<branch> kept|masked" (branch: temporal, spatial, single) or "trunk ..."
@@ -123,6 +200,9 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
     segments (Euclidean). dist0 / scores [V]: shown on hover (NaN score -> "n/a").
     status_order: the point traces to draw, in order, empty ones included (default: the statuses
     present); a fixed order keeps the trace count stable, so a FigureWidget updates in place.
+    label_priority: point indices, most important label first; a label that would overlap one
+    printed before it is left to the hover text (`visible_labels`). axis_note: how the plane was
+    made, in the axis titles.
     """
     xy = np.asarray(layout, dtype=np.float64)
     n = len(xy)
@@ -134,10 +214,13 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
     poincare = geometry == "poincare"
     fig = go.Figure()
 
-    if poincare:
-        theta = np.linspace(0, 2 * np.pi, 181)
-        fig.add_trace(go.Scatter(x=np.cos(theta), y=np.sin(theta), mode="lines", name="boundary |x| = 1",
-                                 line={"color": "black", "width": 1.5}, hoverinfo="skip"))
+    # The boundary trace is always there (hidden on the plane): the same traces in both geometries,
+    # so a FigureWidget switching between them is restyled in place.
+    theta = np.linspace(0, 2 * np.pi, 181)
+    fig.add_trace(go.Scatter(x=np.cos(theta) if poincare else [], y=np.sin(theta) if poincare else [],
+                             mode="lines", name="boundary |x| = 1" if poincare else "no boundary (plane)",
+                             visible=poincare, showlegend=poincare, line={"color": "black", "width": 1.5},
+                             hoverinfo="skip"))
 
     # All bones in one trace, arcs separated by None (one legend entry, cheap to update).
     ex, ey = [], []
@@ -151,24 +234,27 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
     fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers", name="origin",
                              marker={"symbol": "x", "color": "black", "size": 8}, hoverinfo="name"))
 
+    half = 1.08 if poincare else max(1e-6, float(np.abs(xy).max())) * 1.1      # half the axis span
+    # a 9-px label on a ~560-px wide plot: about 6 px per character, 12 px high
+    printed = visible_labels(xy, labels, range(n) if label_priority is None else label_priority,
+                             char_width=6 / 560 * 2 * half, height=12 / 560 * 2 * half)
+    sides = label_sides(xy)
     for st in (dict.fromkeys(status) if status_order is None else status_order):
         idx = [i for i in range(n) if status[i] == st]
         score_txt = ["n/a" if np.isnan(scores[i]) else f"{scores[i]:.4g}" for i in idx]
         fig.add_trace(go.Scatter(
-            x=xy[idx, 0], y=xy[idx, 1], mode="markers+text", name=st,
-            text=[labels[i] for i in idx], textposition="top center", textfont={"size": 9},
-            marker={"size": 11, **status_style(st)},
-            customdata=np.stack([dist0[idx], np.array(score_txt, dtype=object)], axis=-1),
-            hovertemplate="<b>%{text}</b><br>" + st + "<br>dist0 = %{customdata[0]:.3f}"
+            x=xy[idx, 0], y=xy[idx, 1], mode="markers+text", name=st, cliponaxis=False,
+            text=[labels[i] if printed[i] else "" for i in idx], textposition=[sides[i] for i in idx],
+            textfont={"size": 9}, marker={"size": 11, **status_style(st)},
+            customdata=np.stack([dist0[idx], np.array(score_txt, dtype=object),
+                                 np.array([labels[i] for i in idx], dtype=object)], axis=-1),
+            hovertemplate="<b>%{customdata[2]}</b><br>" + st + "<br>dist0 = %{customdata[0]:.3f}"
                           "<br>score = %{customdata[1]}<extra></extra>"))
 
-    if poincare:
-        axis = {"range": [-1.08, 1.08], "zeroline": False, "title": "disk x (PCA 1 of logmap0)"}
-        yaxis = {**axis, "title": "disk y (PCA 2 of logmap0)", "scaleanchor": "x", "scaleratio": 1}
-    else:
-        r = max(1e-6, float(np.abs(xy).max())) * 1.1
-        axis = {"range": [-r, r], "title": "plane x (PCA 1), |x| = L2 norm"}
-        yaxis = {**axis, "title": "plane y (PCA 2)", "scaleanchor": "x", "scaleratio": 1}
+    where = "disk" if poincare else "plane"
+    x_title = f"{where} x ({axis_note})" if axis_note else f"{where} x"
+    axis = {"range": [-half, half], "zeroline": not poincare, "title": x_title}
+    yaxis = {**axis, "title": f"{where} y", "scaleanchor": "x", "scaleratio": 1}
     fig.update_layout(title=title, xaxis=axis, yaxis=yaxis, width=640, height=600,
                       legend={"title": "token (branch, kept/masked)"}, template="plotly_white")
     return fig
