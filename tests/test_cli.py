@@ -136,7 +136,7 @@ def readme_commands() -> list[str]:
     """Every `hacm ...` command in the README's bash blocks (torchrun's `-m hacm ...` included)."""
     blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
     commands = []
-    for line in "\n".join(blocks).splitlines():
+    for line in "\n".join(blocks).replace("\\\n", " ").splitlines():   # continued lines joined
         words = shlex.split(line, comments=True)
         if words and words[0] == "hacm":
             commands.append(words[1:])
