@@ -123,8 +123,9 @@ class _LocalRun:
                                        env=job_environment(dict(os.environ), self.threads, self.slots[slot]))
         self.running[plan.job.name] = _Running(plan, process, slot, time.perf_counter())
 
-    def _outcome(self, run: _Running) -> JobResult:
-        """The record the job's process wrote, or a failure quoting its log when it wrote none."""
+    def _outcome(self, run: _Running, interrupted: bool = False) -> JobResult:
+        """The record the job's process wrote; when it wrote none, a failure quoting its log, or
+        "interrupted" when Ctrl-C stopped it before it could."""
         record = read_record(run.plan.job_dir)
         if record is not None and record.input_hash == run.plan.key and record.status != "skipped":
             return record
@@ -133,6 +134,8 @@ class _LocalRun:
                            seconds=time.perf_counter() - run.started,
                            error=f"the job's process exited with status {run.process.returncode} without a record",
                            failing_source=log_tail(log))
+        if interrupted:
+            result.status, result.error, result.failing_source = "interrupted", "interrupted (Ctrl-C)", None
         write_record(run.plan.job_dir, result)
         return result
 
@@ -160,12 +163,7 @@ class _LocalRun:
             except subprocess.TimeoutExpired:
                 os.killpg(run.process.pid, signal.SIGKILL)
                 run.process.wait()
-            result = read_record(run.plan.job_dir)
-            if result is None or result.input_hash != run.plan.key or result.status != "interrupted":
-                result = JobResult(name, run.plan.job.notebook.name, "interrupted", input_hash=run.plan.key,
-                                   seconds=time.perf_counter() - run.started, error="interrupted (Ctrl-C)")
-                write_record(run.plan.job_dir, result)
-            self._finish(name, result)
+            self._finish(name, self._outcome(run, interrupted=True))   # a job that had just ended keeps its result
         for job in self.waiting:
             self.done[job.name] = JobResult(job.name, job.notebook.name, "skipped",
                                             error="not started: the batch was interrupted")
