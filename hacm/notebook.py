@@ -10,7 +10,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from hacm import rundir, train
+from hacm import launch, rundir, train
 from hacm.config import RunConfig
 from hacm.data.convert import convert_ntu
 from hacm.data.dataset import SkeletonDataset
@@ -51,16 +51,18 @@ def train_or_read(cfg: RunConfig, run_dir: str | Path, *, resume: str | bool = "
 
     resume="auto" does that; True only continues an existing run; False only starts a new one (an
     existing run is then an error, as on the command line). A run of another config in run_dir is
-    an error naming the keys that differ.
+    an error naming the keys that differ. A config with train.nodes x train.gpus_per_node > 1
+    trains under torchrun (hacm.launch), srun-started on several nodes.
     """
     if resume not in RESUME_CHOICES:
         raise HacmError(f"resume: expected one of {RESUME_CHOICES}, got {resume!r}")
     run_dir = Path(run_dir)
     partial = (run_dir / "checkpoints" / "last.pt").is_file()
+    fit = launch.run_distributed if launch.is_distributed(cfg) else train.run
     if resume != "auto":
-        train.run(cfg, run_dir, resume=resume)
+        fit(cfg, run_dir, resume=resume)
     elif not rundir.finished(run_dir, cfg):
-        train.run(cfg, run_dir, resume=partial)
+        fit(cfg, run_dir, resume=partial)
     return rundir.load_run(run_dir)
 
 

@@ -109,8 +109,13 @@ class LocalSlurm:
             time.sleep(0.3)
 
     def stop(self) -> None:
-        """Stop the daemons in the reverse order (slurmd, slurmctld, munged); their jobs go with them."""
-        subprocess.run(["scancel", "--full", "--user", str(os.getuid())], env=self.env, capture_output=True)
+        """Cancel every job, wait for the queue to empty (a job step outlives slurmd by design), then
+        stop the daemons in the reverse order (slurmd, slurmctld, munged)."""
+        if all(self.running()):
+            subprocess.run(["scancel", "--full", "--user", str(os.getuid())], env=self.env, capture_output=True)
+            deadline = time.monotonic() + 60
+            while self._queue() and time.monotonic() < deadline:
+                time.sleep(0.5)
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.terminate()
@@ -119,6 +124,9 @@ class LocalSlurm:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+    def _queue(self) -> str:
+        return subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=self.env).stdout.strip()
 
     def running(self) -> list[bool]:
         return [p.poll() is None for p in self.processes]

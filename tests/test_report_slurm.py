@@ -98,3 +98,23 @@ def test_sbatch_parameters_carry_dependencies_partition_and_gpus(workspace):  # 
     assert params["gpus_per_node"] == 2 and params["time"] == 90 and params["job_name"] == "tiny.use"
     plain = sbatch_parameters(use, batch, SlurmOptions(), [])
     assert "dependency" not in plain and "partition" not in plain and "gpus_per_node" not in plain
+
+
+def test_a_job_training_on_several_nodes_gets_them_and_runs_its_notebook_once(workspace):  # noqa: F811
+    from hacm.report import load_batch
+    from hacm.report.slurm import job_resources
+
+    _notebook(workspace / "notebooks" / "trainer.ipynb", "config = ''\noverrides = {}\nreport_dir = '.'")
+    jobs = [{"name": "big", "notebook": "trainer",
+             "parameters": {"config": "synth_pretrain", "overrides": {"train.nodes": 2, "train.gpus_per_node": 4}}},
+            {"name": "small", "notebook": "trainer", "parameters": {"config": "synth_pretrain"}},
+            {"name": "other", "notebook": "produce"}]
+    batch = load_batch(_batch(workspace, jobs))
+    big, small, other = batch.jobs
+    out = workspace / "report"
+    assert [job_resources(j, out) for j in batch.jobs] == [(2, 4), (1, 1), (1, 1)]
+    gpu = sbatch_parameters(big, batch, SlurmOptions(gpus_per_job=1), [], (2, 4))
+    assert (gpu["nodes"], gpu["ntasks_per_node"], gpu["gpus_per_node"], gpu["use_srun"]) == (2, 1, 4, False)
+    cpu = sbatch_parameters(big, batch, SlurmOptions(), [], (2, 4))
+    assert cpu["nodes"] == 2 and "gpus_per_node" not in cpu
+    assert "use_srun" not in sbatch_parameters(small, batch, SlurmOptions(), [], (1, 1))

@@ -9,6 +9,8 @@ the Slurm jobs of its `depends_on`, so the scheduler, not this process, orders t
   (and whose dependencies were not resubmitted) are not submitted at all.
 - States come from `scontrol show job` (slurmctld's memory, which keeps finished jobs for
   MinJobAge, 300 s by default), else from `sacct` where accounting is configured.
+- A job whose notebook trains on several nodes (train.nodes, train.gpus_per_node of its `config`)
+  is given the nodes, and its training runs as one torchrun per node under srun (hacm.launch).
 - A failed job is recorded with the tail of its Slurm log; a job left pending because a dependency
   failed (DependencyNeverSatisfied) is cancelled and recorded as skipped; a job cancelled with
   scancel is recorded as "cancelled".
@@ -24,10 +26,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from hacm.config import load_config
 from hacm.errors import HacmError
 from hacm.report.batch import Batch, Job
 from hacm.report.local import log_tail
-from hacm.report.runner import JobResult, plan_job, read_record, write_record
+from hacm.report.runner import JobResult, plan_job, read_record, resolved_parameters, write_record
 from hacm.report.worker import run_on_node
 
 ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
@@ -53,14 +56,30 @@ def check_slurm() -> None:
         raise HacmError("--executor slurm: sbatch is not on PATH (run hacm on a Slurm login node)")
 
 
-def sbatch_parameters(job: Job, batch: Batch, options: SlurmOptions, dependencies: list[str]) -> dict:
-    """submitit's SlurmExecutor parameters of one job (pure, so it can be checked without Slurm)."""
-    params = {"job_name": f"{batch.name}.{job.name}", "time": options.time_min, "nodes": 1,
+def job_resources(job: Job, out: Path) -> tuple[int, int]:
+    """(nodes, processes per node) of a job whose notebook trains the config named by its `config`
+    and `overrides` parameters (train.nodes, train.gpus_per_node); (1, 1) for any other job."""
+    params = resolved_parameters(job, out)
+    if "config" not in params:
+        return 1, 1
+    train = load_config(params["config"], params.get("overrides") or {}).train
+    return train.nodes, train.gpus_per_node
+
+
+def sbatch_parameters(job: Job, batch: Batch, options: SlurmOptions, dependencies: list[str],
+                      resources: tuple[int, int] = (1, 1)) -> dict:
+    """submitit's SlurmExecutor parameters of one job (pure, so it can be checked without Slurm).
+    A job training on several nodes gets them all, one task per node, and runs its notebook once,
+    in the batch script on the first node (no srun): the training srun-starts a torchrun per node."""
+    nodes, per_node = resources
+    params = {"job_name": f"{batch.name}.{job.name}", "time": options.time_min, "nodes": nodes,
               "ntasks_per_node": 1, "signal_delay_s": 120}
+    if nodes > 1:
+        params["use_srun"] = False
     if options.partition:
         params["partition"] = options.partition
-    if options.gpus_per_job:
-        params["gpus_per_node"] = options.gpus_per_job
+    if options.gpus_per_job:       # a GPU cluster: a distributed job gets a GPU per process
+        params["gpus_per_node"] = per_node if per_node > 1 else options.gpus_per_job
     if dependencies:
         params["dependency"] = "afterok:" + ":".join(dependencies)
     return params
@@ -119,7 +138,8 @@ class _SlurmRun:
                 self.done[job.name] = plan.result          # unchanged, or skipped after a failed dependency
             else:
                 deps = [self.submitted[d] for d in job.depends_on if d in self.submitted]
-                executor.update_parameters(**sbatch_parameters(job, self.batch, self.options, deps))
+                executor.update_parameters(**sbatch_parameters(job, self.batch, self.options, deps,
+                                                               job_resources(job, self.out)))
                 submitted = executor.submit(run_on_node, str(self.batch.path), str(self.out), job.name, self.force)
                 self.submitted[job.name] = str(submitted.job_id)
                 self._remember(job, str(submitted.job_id))
