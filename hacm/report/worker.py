@@ -18,7 +18,7 @@ from hacm.errors import HacmError
 from hacm.report.batch import Job, load_batch
 from hacm.report.runner import JobPlan, JobResult, execute_job, plan_job, read_record, resolved_parameters
 
-EXIT_STATUS = {"ok": 0, "unchanged": 0, "failed": 1, "skipped": 1, "interrupted": 130}
+EXIT_STATUS = {"ok": 0, "failed": 1, "interrupted": 130}     # the statuses execute_job returns
 
 
 def progress_file(out: Path, job_name: str) -> Path:
