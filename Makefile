@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hacm-installed
 
-.PHONY: setup chromium demo test test-fast bench clean
+.PHONY: setup chromium slurm demo test test-fast bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,7 +20,11 @@ $(STAMP): requirements.txt pyproject.toml
 chromium:
 	@bash .ci/install-chromium
 
-setup: $(STAMP) chromium
+# Debian's slurm-wlm and munge: the Slurm executor's tests run them as a one-node cluster.
+slurm:
+	@bash .ci/install-slurm
+
+setup: $(STAMP) chromium slurm
 
 demo: setup
 	$(VENV)/bin/hacm demo

@@ -211,6 +211,11 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     pretrained: str | None = None            # hacm run dir / checkpoint, or an original MAMP .pth
     max_steps_per_epoch: int | None = None   # cut epochs short (smoke runs)
+    # Distributed pre-training from a notebook or batch job (hacm.launch): torchrun on `nodes` nodes
+    # (under Slurm, srun starts one torchrun per node) with `gpus_per_node` processes on each, one
+    # per GPU (gloo processes on CPUs). 1 x 1 trains in the calling process.
+    nodes: int = 1
+    gpus_per_node: int = 1
 
 
 @dataclass
@@ -424,7 +429,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"data.subset_fraction: expected a fraction in (0, 1], got {data.subset_fraction}")
     if data.num_workers is not None and data.num_workers < 0:
         raise ConfigError(f"data.num_workers: expected >= 0, got {data.num_workers}")
-    positive = {"train.batch_size": t.batch_size, "train.log_every": t.log_every, "train.eval_every": t.eval_every}
+    positive = {"train.batch_size": t.batch_size, "train.log_every": t.log_every, "train.eval_every": t.eval_every,
+                "train.nodes": t.nodes, "train.gpus_per_node": t.gpus_per_node}
     for key, v in positive.items():
         if v <= 0:
             raise ConfigError(f"{key}: expected a positive integer, got {v}")

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from hacm import rundir, train
+from hacm import launch, rundir, train
 from hacm.config import RunConfig, load_config
 from hacm.data.convert import convert_ntu
 from hacm.data.dataset import SkeletonDataset
@@ -71,7 +71,9 @@ def train_or_read(cfg: RunConfig, run_dir: str | Path, *, resume: str | bool = "
     resume="auto" does that; True only continues an existing run; False only starts a new one (an
     existing run is then an error). overwrite=True first deletes the run in run_dir, so it is trained
     again from scratch. A run of another config in run_dir is an error naming the keys that differ.
-    Errors name the notebook parameters to change (resume, overwrite, run_dir).
+    Errors name the notebook parameters to change (resume, overwrite, run_dir). A config with
+    train.nodes x train.gpus_per_node > 1 trains under torchrun (hacm.launch), srun-started on several
+    nodes.
     """
     if resume not in RESUME_CHOICES:
         raise HacmError(f"resume: expected one of {RESUME_CHOICES}, got {resume!r}")
@@ -86,10 +88,11 @@ def train_or_read(cfg: RunConfig, run_dir: str | Path, *, resume: str | bool = "
     if resume is False and (partial or done):
         raise HacmError(f"run_dir {run_dir}: already holds a run; set resume='auto' to continue or read it, "
                         "or overwrite=True to replace it")
+    fit = launch.run_distributed if launch.is_distributed(cfg) else train.run
     if resume != "auto":
-        train.run(cfg, run_dir, resume=resume)
+        fit(cfg, run_dir, resume=resume)
     elif not done:
-        train.run(cfg, run_dir, resume=partial)
+        fit(cfg, run_dir, resume=partial)
     return rundir.load_run(run_dir)
 
 

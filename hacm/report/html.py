@@ -124,6 +124,7 @@ th { background: #f3f3f3; } td.num { text-align: right; white-space: nowrap; } .
 .ok { color: #186a3b; } .unchanged { color: #1f618d; } .failed { color: #b03a2e; font-weight: bold; } .skipped { color: #7d6608; }
 .sig { color: #186a3b; font-weight: bold; } .nonsig { color: #555; }
 .caveat { background: #fff8e1; border-left: 4px solid #f0b400; padding: .6em 1em; }
+.interrupted, .cancelled { color: #9c640c; font-weight: bold; } .pending, .running, .submitted { color: #5b2c6f; }
 pre { background: #f6f6f6; padding: .6em; overflow-x: auto; } .figs { display: flex; flex-wrap: wrap; gap: 1em; }
 .figs figure { margin: 0; max-width: 360px; } .figs img { max-width: 360px; border: 1px solid #ddd; } figcaption { font-size: .85em; }
 """
@@ -342,10 +343,10 @@ def _job_row(out: Path, r: JobResult) -> str:
     if r.status == "failed":
         cell = f"In [{r.failing_cell}]" if r.failing_cell is not None else "outside a cell"
         detail = f"<div>{e(r.error or '')}<br>failing cell: {cell}</div>"
-        if r.failing_source:
-            detail += f"<pre>{e(r.failing_source)}</pre>"
-    elif r.status == "skipped":
+    elif r.status in ("skipped", "interrupted", "cancelled", "pending", "running", "submitted"):
         detail = f"<div>{e(r.error or '')}</div>"
+    if r.failing_source and not r.succeeded:     # the failing cell, or the end of a Slurm job's log
+        detail += f"<pre>{e(r.failing_source)}</pre>"
     return (f'<tr id="job-{e(r.name)}"><td>{e(r.name)}</td><td>{e(r.notebook)}</td>'
             f'<td class="{r.status}">{r.status}{detail}</td><td>{r.seconds:.1f} s</td>'
             f"<td>{'<br>'.join(numbers)}</td><td>{links}</td></tr>")

@@ -1,10 +1,12 @@
-"""Running a batch: each job's notebook executed by papermill in the `hacm` Jupyter kernel, its
-outcome recorded, and jobs whose inputs have not changed left alone.
+"""One job of a batch: its record, the hashes that let an unchanged job be reused, and its execution
+by papermill in the `hacm` Jupyter kernel. The executors (`hacm.report.local`, `hacm.report.slurm`)
+decide where and when each job runs; `hacm.report.batchrun.run_batch` picks one.
 
-Jobs run in dependency order, each in its own output directory, emptied first so that no figure of
-an earlier run survives into this one. A notebook that raises is recorded as failed together with
-its error and the cell that raised; the jobs depending on it are recorded as skipped, and the rest of
-the batch still runs.
+A job runs in its own output directory, emptied first so that no figure of an earlier run survives
+into this one; only a job that was interrupted keeps its directory, so that a pre-training notebook
+continues from its last checkpoint (hacm.notebook.train_or_read). A notebook that raises is recorded
+as failed together with its error and the cell that raised; the jobs depending on it are recorded as
+skipped, and the rest of the batch still runs.
 
 The record `<job>/.job.json` holds the result, a hash of the job's inputs (the notebook file, its
 resolved parameters, the output hashes of the jobs it depends on and the hacm source) and a hash of
@@ -17,24 +19,25 @@ Layout of a report directory:
     <out>/<job>/<stem>.notebook.html          its page without code; <stem>.code.html with code
     <out>/<job>/*.png, *.html, summary.json   what the notebook saved
     <out>/<job>/.job.json                     the record described above
+    <out>/.logs/<job>.log                     what the job's process printed (local executor)
+    <out>/.slurm/                             submitit's files and the Slurm logs (Slurm executor)
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 import hacm
 from hacm.errors import HacmError
 from hacm.fileio import write_text_atomic
-from hacm.report.batch import Batch, Job, default_out_dir, load_batch, resolve_parameters
-from hacm.report.html import export_html, exports, write_index
+from hacm.report.batch import Batch, Job, resolve_parameters
+from hacm.report.html import export_html, exports
 
 KERNEL_NAME = "hacm"
 JOB_RECORD = ".job.json"
@@ -48,7 +51,9 @@ _PACKAGE_DIR = Path(hacm.__file__).resolve().parent
 class JobResult:
     name: str
     notebook: str                        # source notebook file name
-    status: str                          # "ok" | "unchanged" (skipped, inputs unchanged) | "failed" | "skipped"
+    # "ok" | "unchanged" (inputs unchanged, not run) | "failed" | "skipped" (a dependency did not
+    # succeed) | "interrupted" (Ctrl-C) | "cancelled" (scancel)
+    status: str
     seconds: float = 0.0
     summary: dict = field(default_factory=dict)
     error: str | None = None             # "ename: evalue" for a failed job, the reason for a skipped one
@@ -56,6 +61,7 @@ class JobResult:
     failing_source: str | None = None
     input_hash: str | None = None
     output_hash: str | None = None
+    slurm_job_id: str | None = None      # while submitted to Slurm: reattached to by a later run
 
     @property
     def succeeded(self) -> bool:
@@ -69,6 +75,7 @@ class BatchResult:
     index: Path
     jobs: list[JobResult]
     seconds: float
+    interrupted: bool = False           # Ctrl-C ended the run
 
     @property
     def ok(self) -> bool:
@@ -120,23 +127,60 @@ def input_hash(notebook: Path, parameters: dict, dependencies: dict[str, str], s
 # ----------------------------------------------------------------------------- job records
 
 
-def _write_record(job_dir: Path, result: JobResult) -> None:
+def write_record(job_dir: Path, result: JobResult) -> None:
     write_text_atomic(job_dir / JOB_RECORD, json.dumps(asdict(result), indent=1, default=str))
 
 
-def _cached_result(job_dir: Path, key: str) -> JobResult | None:
+def read_record(job_dir: Path) -> JobResult | None:
+    """The job's record, or None when it has none or it cannot be read (the job then runs again)."""
     record = job_dir / JOB_RECORD
     if not record.is_file():
         return None
     try:
-        result = JobResult(**json.loads(record.read_text()))
+        return JobResult(**json.loads(record.read_text()))
     except (ValueError, TypeError):
-        return None   # an unreadable record only means the job runs again
+        return None
+
+
+def _cached_result(job_dir: Path, key: str) -> JobResult | None:
+    result = read_record(job_dir)
     # outputs edited or deleted since the record was written -> run again
-    if result.status != "ok" or result.input_hash != key or output_hash(job_dir, result.notebook) != result.output_hash:
+    if result is None or result.status != "ok" or result.input_hash != key \
+            or output_hash(job_dir, result.notebook) != result.output_hash:
         return None
     result.status = "unchanged"
     return result
+
+
+@dataclass
+class JobPlan:
+    """What a job needs to run: its directory, resolved parameters and input hash. `result` is set
+    instead when it need not run: "unchanged" (cached) or "skipped" (a dependency did not succeed)."""
+    job: Job
+    job_dir: Path
+    params: dict
+    key: str
+    result: JobResult | None = None
+
+
+def resolved_parameters(job: Job, out: Path) -> dict:
+    job_dirs = {name: out / name for name in [job.name, *job.depends_on]}
+    return resolve_parameters(job.parameters, report_dir=job_dirs[job.name], batch_dir=out, job_dirs=job_dirs)
+
+
+def plan_job(job: Job, out: Path, done: dict[str, JobResult], force: bool) -> JobPlan:
+    """Decide a job whose dependencies are all in `done`; a skipped job's record is written here."""
+    job_dirs = {name: out / name for name in [job.name, *job.depends_on]}
+    params = resolved_parameters(job, out)
+    failed_deps = [d for d in job.depends_on if not done[d].succeeded]
+    if failed_deps:
+        skipped = JobResult(job.name, job.notebook.name, "skipped",
+                            error=f"upstream job {', '.join(failed_deps)} did not succeed")
+        write_record(job_dirs[job.name], skipped)
+        return JobPlan(job, job_dirs[job.name], params, "", skipped)
+    key = input_hash(job.notebook, params, {dep: done[dep].output_hash for dep in job.depends_on}, source_hash())
+    cached = None if force else _cached_result(job_dirs[job.name], key)
+    return JobPlan(job, job_dirs[job.name], params, key, cached)
 
 
 # ----------------------------------------------------------------------------- running
@@ -154,71 +198,65 @@ def check_kernel() -> None:
         ) from None
 
 
-def run_batch(batch_yaml: str | Path, out_dir: str | Path | None = None, force: bool = False,
-              progress: bool = True) -> BatchResult:
-    """Run every job of a batch file in dependency order and write the report (see module docstring)."""
-    batch = load_batch(batch_yaml)
-    out = Path(out_dir).resolve() if out_dir is not None else default_out_dir(batch)
-    out.mkdir(parents=True, exist_ok=True)
-    check_kernel()
-    src = source_hash()
-    job_dirs = {job.name: out / job.name for job in batch.jobs}
-    results: dict[str, JobResult] = {}
-    start = time.perf_counter()
-    bar = tqdm(batch.jobs, desc=f"batch {batch.name}", unit="job", disable=not progress)
-    for job in bar:
-        bar.set_postfix_str(job.name)
-        failed_deps = [d for d in job.depends_on if not results[d].succeeded]
-        if failed_deps:
-            results[job.name] = JobResult(job.name, job.notebook.name, "skipped",
-                                          error=f"upstream job {', '.join(failed_deps)} did not succeed")
-            _write_record(job_dirs[job.name], results[job.name])
-            continue
-        params = resolve_parameters(job.parameters, report_dir=job_dirs[job.name], batch_dir=out, job_dirs=job_dirs)
-        dependencies = {dep: results[dep].output_hash for dep in job.depends_on}
-        key = input_hash(job.notebook, params, dependencies, src)
-        cached = None if force else _cached_result(job_dirs[job.name], key)
-        results[job.name] = cached or _run_job(job, job_dirs[job.name], params, key, progress)
-    index = write_index(batch, out, [results[j.name] for j in batch.jobs], time.perf_counter() - start)
-    return BatchResult(batch, out, index, [results[j.name] for j in batch.jobs], time.perf_counter() - start)
-
-
-def _run_job(job: Job, job_dir: Path, params: dict, key: str, progress: bool) -> JobResult:
-    """Execute one job into a fresh `job_dir`, export its pages and write its record."""
+def execute_job(plan: JobPlan, progress) -> JobResult:
+    """Execute one job into its directory, export its pages and write its record. `progress` is
+    False or papermill's tqdm keywords for the cell bar. Ctrl-C (KeyboardInterrupt) ends the job as
+    "interrupted" and keeps its directory for the next run."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    _empty_dir(job_dir)
+    job, job_dir = plan.job, plan.job_dir
+    previous = read_record(job_dir)
+    if not (previous and previous.status == "interrupted" and previous.input_hash == plan.key):
+        _empty_dir(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
     executed = job_dir / job.notebook.name
-    result = JobResult(job.name, job.notebook.name, "ok", input_hash=key)
+    result = JobResult(job.name, job.notebook.name, "ok", input_hash=plan.key)
     t0 = time.perf_counter()
     try:
-        # cwd = where the command was started, so relative paths in parameters mean what they mean
-        # on the command line; notebooks write only into report_dir
-        pm.execute_notebook(str(job.notebook), str(executed), parameters={**params, "report_dir": str(job_dir)},
-                            kernel_name=KERNEL_NAME, cwd=os.getcwd(),
-                            progress_bar={"desc": job.name, "leave": False} if progress else False)
+        with tempfile.TemporaryDirectory(prefix="hacm-kernel-") as sockets:
+            # cwd = where the command was started, so relative paths in parameters mean what they mean
+            # on the command line; notebooks write only into report_dir
+            pm.execute_notebook(str(job.notebook), str(executed), parameters={**plan.params, "report_dir": str(job_dir)},
+                                kernel_name=KERNEL_NAME, cwd=os.getcwd(), progress_bar=progress,
+                                config=_ipc_kernel_config(sockets))
     except PapermillExecutionError as exc:
         result.status = "failed"
         result.error = f"{exc.ename}: {exc.evalue}"
         result.failing_cell = exc.exec_count
         result.failing_source = exc.source
+    except KeyboardInterrupt:
+        result.status, result.error = "interrupted", "interrupted (Ctrl-C); running the batch again continues it"
     except Exception as exc:   # kernel died, timeout, ...: recorded like a failing cell, the batch goes on
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}"
         result.failing_source = traceback.format_exc(limit=3)
     result.seconds = time.perf_counter() - t0
-    summary_file = job_dir / "summary.json"
+    _read_summary(job_dir / "summary.json", result)
+    if executed.is_file():
+        export_html(executed)
+    result.output_hash = output_hash(job_dir, job.notebook.name)
+    write_record(job_dir, result)
+    return result
+
+
+def _ipc_kernel_config(socket_dir: str):
+    """The kernel talks over Unix sockets in a private directory: no TCP port to race for when jobs
+    start kernels side by side, and ipykernel has no unencrypted-TCP warning to print."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = str(Path(socket_dir) / "kernel")
+    return config
+
+
+def _read_summary(summary_file: Path, result: JobResult) -> None:
     if summary_file.is_file():
         try:
             result.summary = json.loads(summary_file.read_text())
         except ValueError as exc:
             result.status, result.error = "failed", f"summary.json is not valid JSON: {exc}"
-    if executed.is_file():
-        export_html(executed)
-    result.output_hash = output_hash(job_dir, job.notebook.name)
-    _write_record(job_dir, result)
-    return result
 
 
 def _empty_dir(job_dir: Path) -> None:

@@ -1,0 +1,75 @@
+"""A job of a batch in a process of its own: `python -m hacm.report.worker BATCH OUT JOB KEY`.
+
+The local executor starts one such process per running job (papermill's kernel start-up races when
+many notebooks share one interpreter), with its thread count and GPUs set in the environment; the
+Slurm executor runs `run_on_node` on a compute node. Either way the job's record is written by the
+process that ran it. SIGTERM (sent by the executor on Ctrl-C) ends the job as "interrupted".
+
+Exit status: 0 the job succeeded, 1 it failed, 130 it was interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from hacm.errors import HacmError
+from hacm.report.batch import Job, load_batch
+from hacm.report.runner import JobPlan, JobResult, execute_job, plan_job, read_record, resolved_parameters
+
+EXIT_STATUS = {"ok": 0, "failed": 1, "interrupted": 130}     # the statuses execute_job returns
+
+
+def progress_file(out: Path, job_name: str) -> Path:
+    """Where a job's process writes its cell bar; the local executor shows its last line."""
+    return out / ".logs" / f"{job_name}.progress"
+
+
+def find_job(batch_path: str | Path, name: str) -> Job:
+    batch = load_batch(batch_path)
+    for job in batch.jobs:
+        if job.name == name:
+            return job
+    raise HacmError(f"{batch_path}: no job named '{name}' (jobs: {', '.join(j.name for j in batch.jobs)})")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hacm.report.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("batch", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("job")
+    parser.add_argument("key", help="the job's input hash, computed by the executor")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    job = find_job(args.batch, args.job)
+    bar_file = progress_file(args.out, job.name)
+    bar_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(bar_file, "w") as bar:
+        progress = {"desc": job.name, "file": bar, "mininterval": 0.5, "ascii": True, "ncols": 80}
+        result = execute_job(JobPlan(job, args.out / job.name, resolved_parameters(job, args.out), args.key), progress)
+    return EXIT_STATUS[result.status]
+
+
+def run_on_node(batch_path: str, out: str, job_name: str, force: bool) -> JobResult:
+    """A Slurm job's function (pickled by submitit). Its dependencies finished before Slurm started
+    it (afterok), so their records are on the shared file system; it fails (a non-zero exit, which
+    keeps its dependents from starting) when the notebook failed."""
+    job, out_dir = find_job(batch_path, job_name), Path(out)
+    done = {dep: read_record(out_dir / dep) for dep in job.depends_on}
+    missing = [dep for dep, record in done.items() if record is None]
+    if missing:
+        raise HacmError(f"job {job_name}: dependencies {', '.join(missing)} have no record in {out_dir}")
+    plan = plan_job(job, out_dir, done, force)
+    result = plan.result or execute_job(plan, False)
+    if not result.succeeded:
+        raise HacmError(f"job {job_name} {result.status}: {result.error}")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
