@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Subset
 
 from hacm import checkpoint
-from hacm.config import RunConfig, from_dict
+from hacm.config import RunConfig
 from hacm.data.store import Store
 from hacm.datasets import make_dataset
 from hacm.errors import HacmError
@@ -35,9 +35,12 @@ class FeatureSpace:
 
 
 def checkpoint_config(source: str | Path) -> RunConfig:
-    """The run config stored in a hacm checkpoint (a run directory: its checkpoints/last.pt)."""
-    state = checkpoint.load_checkpoint(checkpoint.find_checkpoint(source))
-    return from_dict(state["config"])
+    """The run config stored in a hacm checkpoint or run directory; an original-code file has none."""
+    cfg = checkpoint.run_config_of(source)
+    if cfg is None:
+        raise HacmError(f"{source}: not a hacm checkpoint; feature maps read the data and model settings of a "
+                        "hacm run (a run directory or its checkpoints/*.pt)")
+    return cfg
 
 
 def untrained_encoder(cfg: RunConfig, num_classes: int, seed: int) -> torch.nn.Module:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hacm.config import RunConfig, to_yaml
 from hacm.errors import HacmError
+from hacm.machine import usable_cores
 
 RDZV_PORT = 29500
 
@@ -70,7 +71,7 @@ def run_distributed(cfg: RunConfig, run_dir: str | Path, resume: bool) -> None:
         cfg_file.write_text(to_yaml(cfg))
         # every process of the run uses its share of the cores, not all of them
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(
-            max(1, len(os.sched_getaffinity(0)) // cfg.train.gpus_per_node))}
+            max(1, usable_cores() // cfg.train.gpus_per_node))}
         done = subprocess.run(launch_command(cfg, cfg_file, run_dir, resume), capture_output=True, text=True, env=env)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-25:])

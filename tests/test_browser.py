@@ -18,9 +18,9 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-import nbformat
 import pytest
 import yaml
+from test_report import _notebook
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[1]
@@ -219,12 +219,8 @@ FIGURES_NOTEBOOK = [
 def test_report_index_renders_every_figure(tmp_path):
     from hacm.report import run_batch
 
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "hacm", "display_name": "Python (hacm)", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in FIGURES_NOTEBOOK]
-    nb.cells[0].metadata["tags"] = ["parameters"]
     (tmp_path / "nbs").mkdir()
-    nbformat.write(nb, tmp_path / "nbs" / "figures.ipynb")
+    _notebook(tmp_path / "nbs" / "figures.ipynb", *FIGURES_NOTEBOOK)
     batch = tmp_path / "b.yaml"
     batch.write_text(yaml.safe_dump({"name": "figs", "notebooks_dir": "nbs",
                                      "jobs": [{"name": "one", "notebook": "figures"},

@@ -14,10 +14,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 import yaml
 from test_browser import CHROMIUM, _console_errors, _real, browser
+from test_report import _notebook
 
 pytestmark = [
     pytest.mark.browser,
@@ -61,12 +61,8 @@ def report(tmp_path_factory) -> Path:
     from hacm.report import run_batch
 
     root = tmp_path_factory.mktemp("report")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "hacm", "display_name": "Python (hacm)", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in STAND_IN]
-    nb.cells[0].metadata["tags"] = ["parameters"]
     (root / "nbs").mkdir()
-    nbformat.write(nb, root / "nbs" / "methods.ipynb")
+    _notebook(root / "nbs" / "methods.ipynb", *STAND_IN)
     batch = root / "b.yaml"
     batch.write_text(yaml.safe_dump({"name": "headline", "notebooks_dir": "nbs", "caveat": CAVEAT,
                                      "jobs": [{"name": "methods", "notebook": "methods"}]}))

@@ -20,13 +20,17 @@ PROTOCOL_HELP = {
 }
 
 
+def _add_overrides(parser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key, e.g. --set train.epochs=10 (repeatable)")
+
+
 def register(subparsers) -> None:
     for protocol, text in PROTOCOL_HELP.items():
         p = subparsers.add_parser(protocol, help=text, description=text)
         p.add_argument("--config", required=True, metavar="FILE",
                        help="hacm or MAMP/HA-CM YAML, or the name of a shipped config (e.g. synth_pretrain)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one key, e.g. --set train.epochs=10 (repeatable)")
+        _add_overrides(p)
         p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<protocol>-<config name>)")
         if protocol != "knn":
             p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
@@ -42,13 +46,13 @@ def register(subparsers) -> None:
                                  description="Print the resolved YAML of a shipped config name or a file, "
                                              "with the notes taken while reading it.")
     show.add_argument("name", metavar="NAME", help="a shipped config name (`hacm config list`) or a file")
-    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_overrides(show)
     show.set_defaults(func=_show)
     check = config_sub.add_parser("check", help="resolve config files (or every *.yaml under a directory)",
                                   description="Resolve each file, print the resolved config and notes, "
                                               "or one error line; exit 1 if any file failed.")
     check.add_argument("files", nargs="+", metavar="FILE")
-    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_overrides(check)
     check.add_argument("--quiet", action="store_true", help="one status line per file")
     check.set_defaults(func=_check)
 

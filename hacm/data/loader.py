@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from hacm.errors import HacmError
+from hacm.machine import usable_cores
 
 
 def default_num_workers() -> int:
@@ -24,7 +25,7 @@ def default_num_workers() -> int:
     """
     if not torch.cuda.is_available():
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, min(8, cores // ranks_here - 1))
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from hacm.errors import HacmError
+from hacm.machine import usable_cores
 from hacm.report.batch import Batch, Job
 from hacm.report.runner import JobPlan, JobResult, plan_job, read_record, write_record
 from hacm.report.worker import progress_file
@@ -84,7 +85,7 @@ class _LocalRun:
 
     def __init__(self, batch: Batch, out: Path, force: bool, slots: list[list[str]], progress: bool):
         self.batch, self.out, self.force, self.slots = batch, out, force, slots
-        self.threads = job_threads(len(os.sched_getaffinity(0)), len(slots))
+        self.threads = job_threads(usable_cores(), len(slots))
         self.done: dict[str, JobResult] = {}
         self.waiting: list[Job] = list(batch.jobs)
         self.running: dict[str, _Running] = {}
