@@ -195,7 +195,15 @@ class TrainConfig:
     layer_decay: float = 1.0                 # fine-tune: lr * layer_decay^(depth + 1 - layer_id)
     label_smoothing: float = 0.0
     head_dropout: float = 0.3                # fine-tune head dropout
-    amp: Literal["off", "bf16"] = "off"      # bf16 autocast (GPU, and CPUs with AMX)
+    # bf16 autocast of the forward pass. "auto": bf16 on a CUDA GPU with native bf16 (Ampere and
+    # later) when train.dtype is float32, else off (hacm.distributed.resolve_amp); the run's
+    # config.yaml records what it resolved to, and a resumed run keeps it. "bf16" also autocasts
+    # on a CPU (fast only with AMX). MAMP's published runs are float32 (mamp_* configs: off).
+    amp: Literal["auto", "off", "bf16"] = "auto"
+    # TensorFloat-32 tensor cores for float32 matmuls and convolutions on CUDA (10-bit mantissa
+    # inputs, float32 accumulation). Has no effect on a CPU or with dtype float64; false for
+    # float32 products in full IEEE float32 precision (parity runs: the mamp_* configs).
+    tf32: bool = True
     # torch.compile the encoder's transformer (and the pre-training decoder); the masking, the
     # geometry maps and the heads stay eager. Same function up to rounding; pays off on a GPU.
     compile: bool = False
@@ -296,6 +304,9 @@ def _coerce(value, hint, key: str):
                 pass
         raise bad()
     if origin is Literal:
+        # YAML 1.1 reads a bare `off` (`--set train.amp=off`) as false
+        if value is False and "off" in args:
+            return "off"
         if value in args:
             return value
         raise bad()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -160,8 +160,47 @@ def globalise_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether `device` is a CUDA GPU with native bf16 arithmetic (compute capability 8.0 and up:
+    A100, H100, RTX 30xx ...). Older GPUs emulate bf16, slower than float32: auto leaves them off."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def resolve_amp(amp: str, dtype: str | torch.dtype, device: torch.device) -> str:
+    """train.amp as a run on `device` uses it: "auto" is "bf16" on a CUDA GPU with native bf16 when
+    the parameters are float32 (train.dtype float64 is for exactness checks), else "off"; "off" and
+    "bf16" stay as given."""
+    if amp != "auto":
+        return amp
+    return "bf16" if DTYPES.get(dtype, dtype) == torch.float32 and bf16_native(device) else "off"
+
+
+def tf32_active(tf32: bool, dtype: str, device: torch.device) -> bool:
+    """Whether a run's float32 matmuls and convolutions use TF32 (train.tf32, on CUDA, float32 runs)."""
+    return tf32 and dtype == "float32" and device.type == "cuda"
+
+
+@contextmanager
+def float32_products(tf32: bool):
+    """TF32 on (or off) for CUDA float32 matmuls and cuDNN convolutions inside the block; the
+    previous settings come back after it (a notebook's later work is not changed behind its back).
+
+    Set through torch.set_float32_matmul_precision and torch.backends.cudnn.allow_tf32: torch 2.13
+    refuses to read one TF32 API after the other was set, and TorchInductor still reads these."""
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
+
+
 def autocast(amp: str, device: torch.device):
-    """bf16 autocast when train.amp is "bf16", else nothing."""
+    """bf16 autocast when train.amp is "bf16", else nothing ("auto" is resolved before: resolve_amp)."""
+    if amp == "auto":
+        raise HacmError("train.amp 'auto' must be resolved for the device first (hacm.distributed.resolve_amp)")
     return torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext()
 
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from hacm import checkpoint
 from hacm.data.loader import make_loader
-from hacm.distributed import autocast
+from hacm.distributed import autocast, resolve_amp
 from hacm.errors import HacmError
 from hacm.model import ActionClassifier, Encoder, actor_mean
 
@@ -55,12 +55,14 @@ def extract_features(source, dataset, *, batch_size: int = 256, device="cpu", am
 
     source: an Encoder, a model with `.encoder` (HACM, ActionClassifier), or a run dir /
     checkpoint. Returns features [N, D] float32 and labels [N] int64, in dataset order.
+    amp: "off", "bf16", or "auto" (bf16 on a GPU that has it: hacm.distributed.resolve_amp).
     """
     device = torch.device(device)
     encoder = _encoder_of(source).to(device)
     was_training = encoder.training
     encoder.eval()
     feats, labels = [], []
+    amp = resolve_amp(amp, input_dtype(encoder), device)
     for x, y in _batches(dataset, batch_size, num_workers, "features"):
         with autocast(amp, device):
             tokens, actor_mask = encoder.forward_packed(x.to(device, input_dtype(encoder)))  # [S, TP, V, D]
@@ -82,6 +84,7 @@ def predict(source, dataset, *, batch_size: int = 256, device="cpu", amp: str = 
     was_training = model.training
     model.eval()
     logits, labels = [], []
+    amp = resolve_amp(amp, input_dtype(model), device)
     for x, y in _batches(dataset, batch_size, num_workers, "predict"):
         with autocast(amp, device):
             logits.append(model(x.to(device, input_dtype(model))).float().cpu())

@@ -53,10 +53,16 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+# Keys whose "auto" a run resolves when it starts (hacm.train.resolve_precision) and records
+# resolved: asking for "auto" matches whatever a run recorded.
+RESOLVED_AUTO_KEYS = {"train.amp"}
+
+
 def _changed(saved: dict, now: dict, ignore: set[str]) -> list[str]:
-    """Dotted keys whose values differ between two config dicts, except `ignore`."""
+    """Dotted keys whose values differ between a run's config dict and a requested one, except `ignore`."""
     saved, now = flatten(saved), flatten(now)
-    return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in ignore)
+    return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in ignore
+                  and not (k in RESOLVED_AUTO_KEYS and now.get(k) == "auto"))
 
 
 # ---------------------------------------------------------------------------------------------

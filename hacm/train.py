@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from hacm import checkpoint, distributed, rundir
-from hacm.config import RunConfig
+from hacm.config import RunConfig, load_config, replace
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.loader import make_loader
 from hacm.data.store import Store
@@ -49,13 +49,36 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
         return knn(cfg, run_dir)
     proc = distributed.start(cfg.train.device)
     try:
+        cfg = resolve_precision(cfg, Path(run_dir), resume, proc.device)
         # geoopt's maths are TorchScript functions; the profiling executor re-optimises them after
         # their first calls, which changes backward numerics with the number of calls made in this
         # process. A resumed run would then drift from an uninterrupted one: run them unoptimised.
-        with torch.jit.optimized_execution(False):
+        with torch.jit.optimized_execution(False), _float32_products(cfg, proc):
             return _fit(cfg, Path(run_dir), resume, proc)
     finally:
         distributed.stop(proc)
+
+
+def resolve_precision(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device) -> RunConfig:
+    """cfg with train.amp "auto" resolved for `device` (hacm.distributed.resolve_amp): what the run
+    computes in, and what its config.yaml records. A resumed run keeps the precision it started
+    with (its config.yaml's), on whichever device it resumes: one run, one precision."""
+    t = cfg.train
+    if t.amp != "auto":
+        return cfg
+    recorded = run_dir / rundir.CONFIG_FILE
+    amp = (load_config(recorded).train.amp if resume and recorded.is_file()
+           else distributed.resolve_amp(t.amp, t.dtype, device))
+    if amp == "bf16" and device.type == "cuda" and not distributed.bf16_native(device):
+        raise HacmError(f"{recorded}: this run computes in bf16 (train.amp auto resolved to bf16 when it "
+                        f"started), but {torch.cuda.get_device_name(device)} has no native bf16; resume it on "
+                        f"a GPU that has (compute capability 8.0 or later)")
+    return replace(cfg, train={"amp": amp})
+
+
+def _float32_products(cfg: RunConfig, proc: Process):
+    """TF32 for the run's CUDA float32 matmuls and convolutions when train.tf32 (and float32), else off."""
+    return distributed.float32_products(distributed.tf32_active(cfg.train.tf32, cfg.train.dtype, proc.device))
 
 
 def _protocol(name: str, doc: str):
@@ -255,7 +278,8 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, proc: Process) -> dict:
     if state is None:
         writer.log({"kind": "start", "epoch": 0, "step": 0, "protocol": cfg.protocol,
                     "train_clips": len(data.train_set), "world_size": proc.world_size,
-                    "device": str(proc.device), "params": sum(p.numel() for p in model.parameters())})
+                    "device": str(proc.device), "params": sum(p.numel() for p in model.parameters()),
+                    "amp": t.amp, "tf32": distributed.tf32_active(t.tf32, t.dtype, proc.device)})
 
     def save(name: str, epoch_done: int, loss: float) -> None:
         if proc.is_main:
@@ -316,13 +340,15 @@ def knn(cfg: RunConfig, run_dir: str | Path) -> dict:
         if not proc.is_main:
             return {}
         torch.manual_seed(cfg.train.seed)
+        cfg = resolve_precision(cfg, run_dir, False, proc.device)
         rundir.prepare(cfg, run_dir, resume=False, is_main=True)
         store = Store.open(cfg.data.store)
         model = _model(cfg, store.num_classes, proc)
-        feats = {part: extract_features(model, make_dataset(cfg, store, part, augment=False),
-                                        batch_size=cfg.train.batch_size, device=proc.device, amp=cfg.train.amp,
-                                        num_workers=cfg.data.num_workers)
-                 for part in ("train", "test")}
+        with _float32_products(cfg, proc):
+            feats = {part: extract_features(model, make_dataset(cfg, store, part, augment=False),
+                                            batch_size=cfg.train.batch_size, device=proc.device,
+                                            amp=cfg.train.amp, num_workers=cfg.data.num_workers)
+                     for part in ("train", "test")}
         preds = knn_predict(*feats["train"], feats["test"][0], k=cfg.knn.k, temperature=cfg.knn.temperature,
                             num_classes=store.num_classes)
         writer = rundir.RunWriter(run_dir, True, tensorboard=cfg.train.tensorboard)

@@ -170,6 +170,10 @@ def _map_training(raw: dict, protocol: str, out: dict, notes: list[str]) -> None
     for key, hkey in _TRAIN_KEYS.items():
         if key in raw:
             out["train"][hkey] = raw.pop(key)
+    # The authors' scripts train without --enable_amp, on float32 products: so does their config here.
+    out["train"].update(amp="off", tf32=False)
+    notes.append("the authors' scripts run in float32 (no --enable_amp): train.amp off, train.tf32 false; "
+                 "--set train.amp=auto --set train.tf32=true for a GPU's bf16 and TF32 speed")
     if "mask_ratio" in raw:
         out["masking"]["mask_ratio"] = raw.pop("mask_ratio")
     if "motion_aware_tau" in raw:

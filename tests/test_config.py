@@ -193,7 +193,7 @@ def test_round_trip_and_protocol_defaults():
     ("train:\n  epochs: ten\n", "train.epochs: expected an integer, got 'ten' (str)"),
     ("train:\n  epochs: 2.5\n", "train.epochs: expected an integer, got 2.5 (float)"),
     ("data:\n  random_rot: 1\n", "data.random_rot: expected true/false, got 1 (int)"),
-    ("train:\n  amp: fp16\n", "train.amp: expected one of off, bf16, got 'fp16'"),
+    ("train:\n  amp: fp16\n", "train.amp: expected one of auto, off, bf16, got 'fp16'"),
     ("train:\n  dtype: float16\n", "train.dtype: expected one of float32, float64, got 'float16'"),
     ("train:\n  amp: bf16\n  dtype: float64\n", "train.amp: bf16 autocast needs train.dtype float32, got float64"),
     ("model:\n  geometry: sphere\n", "model.geometry: expected one of poincare, euclidean, got 'sphere'"),
