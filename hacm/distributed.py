@@ -162,7 +162,8 @@ def globalise_batchnorm(module: nn.Module) -> nn.Module:
 
 def bf16_native(device: torch.device) -> bool:
     """Whether `device` is a CUDA GPU with native bf16 arithmetic (compute capability 8.0 and up:
-    A100, H100, RTX 30xx ...). Older GPUs emulate bf16, slower than float32: auto leaves them off."""
+    A100, H100, RTX 30xx ...). Older GPUs emulate bf16, slower than float32: auto leaves them off.
+    torch asks the current CUDA device: each rank's own (`start` sets it), the same kind on a node."""
     return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
