@@ -7,11 +7,14 @@ Each config runs in its own subprocess so its peak RSS (resource.getrusage ru_ma
 Figures are medians over --steps timed steps after one warm-up; FLOP/s are compared with a
 1024x1024 matmul measured in the same process. Targets: docs/benchmarks.md.
 
-Then, on --device (cpu: after the tables above; cuda: alone), pre-training throughput at the paper
-config (the shipped ntu60_xsub_pretrain: D=256, global batch 64 unless --throughput-batch) in
-fp32, bf16 autocast and bf16 + torch.compile (train.compile), the training loader's delivered
-clips/s (synthetic store, default workers, batches moved to the device), peak memory, and the
-projected NTU-60 pre-training time (40,320 clips x 500 epochs) against the 3-hour target.
+Then, on --device (cpu: after the tables above; cuda: alone), training throughput of --config (default
+the paper config, the shipped ntu60_xsub_pretrain: D=256, global batch 64 unless --throughput-batch)
+in fp32 (IEEE products), TF32 (CUDA only), bf16 autocast and bf16 + torch.compile (train.compile):
+clips/s, peak memory, the float64 Poincare geometry's share of the step (the same step with
+model.geometry euclidean), the training loader's delivered clips/s (synthetic store, default
+workers, batches moved to the device), and the projected NTU-60 time (40,320 clips x the config's
+epochs) against the 3-hour target. Each mode's figures are recorded for `hacm ... --dry-run`
+(hacm.plan: throughput.json in the hacm cache directory) unless --no-record.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ CONFIGS = {
 }
 PAPER_PRETRAIN = "ntu60_xsub_pretrain"
 NTU60_TRAIN_CLIPS, PAPER_EPOCHS, TARGET_HOURS = 40_320, 500, 3.0
-MODES = ("fp32", "bf16", "bf16+compile")
+MODES = ("fp32", "tf32", "bf16", "bf16+compile")
 TARGETS = {"step_fp32_s": 1.2, "step_bf16_s": 0.6, "encoder_ms_per_sample": 50.0, "masking_share": 0.10,
            "peak_rss_gb": 2.6}
 
@@ -157,32 +160,36 @@ def device_timed(fn, steps: int, device: torch.device) -> tuple[float, float, fl
     return first, statistics.median(times), (max(times) - min(times)) / 2
 
 
-def throughput_mode(cfg, mode: str, x: torch.Tensor, steps: int) -> dict:
-    """Pre-training steps (forward, backward, AdamW) of cfg's model in one precision mode."""
+def throughput_mode(cfg, mode: str, x: torch.Tensor, y: torch.Tensor, steps: int) -> dict:
+    """Training steps (forward, backward, optimiser) of cfg's protocol in one precision mode, as
+    hacm.train takes them (its step loss, TF32 setting and autocast)."""
     from hacm.checkpoint import build_model
-    from hacm.distributed import autocast
+    from hacm.config import replace
+    from hacm.distributed import Process, float32_products
     from hacm.optim import make_optimizer
-    from hacm.train import compile_transformers
+    from hacm.train import _step_loss, compile_transformers
 
     device = x.device
+    cfg = replace(cfg, train={"amp": "bf16" if "bf16" in mode else "off", "tf32": mode != "fp32",
+                              "compile": "compile" in mode})
     torch.manual_seed(0)
-    model = build_model(cfg, num_classes=60).to(device)
-    if "compile" in mode:
+    model = build_model(cfg, num_classes=60).to(device).train()
+    if cfg.train.compile:
         compile_transformers(model)
     opt = make_optimizer(model, cfg)
-    gen = torch.Generator().manual_seed(0)
-    amp = "bf16" if "bf16" in mode else "off"
+    proc = Process(0, 1, 0, device, owns_group=False)
+    count = iter(range(10 ** 9))
 
     def step():
-        with autocast(amp, device):
-            loss = model(x, generator=gen).loss
+        loss, _ = _step_loss(model, x, y, cfg, 0, next(count), proc)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    first, med, spread = device_timed(step, steps, device)
+    with float32_products(mode != "fp32" and device.type == "cuda"):
+        first, med, spread = device_timed(step, steps, device)
     return {"clips_per_s": x.shape[0] / med, "step_s": med, "spread_s": spread, "first_step_s": first,
             "peak_gb": _peak_gb(device)}
 
@@ -225,39 +232,77 @@ def loader_throughput(cfg, device: torch.device, min_clips: int = 2000) -> dict:
     return {"loader_clips_per_s": clips / seconds, "loader_workers": workers, "loader_clips": clips}
 
 
-def throughput_worker(device_name: str, steps: int, batch: int | None, modes: list[str]) -> dict:
+def throughput_worker(config: str, device_name: str, steps: int, batch: int | None, modes: list[str]) -> dict:
     from hacm.config import load_config, replace
+    from hacm.plan import device_key, precision_label, work_key
 
-    cfg = load_config(PAPER_PRETRAIN)
+    cfg = load_config(config)
     if batch:
         cfg = replace(cfg, train={"batch_size": batch})
     device = torch.device(device_name)
+    if device.type == "cpu" and "tf32" in modes:
+        modes = [m for m in modes if m != "tf32"]           # TF32 is a CUDA tensor-core format
     gen = torch.Generator().manual_seed(0)
     x = (torch.randn(cfg.train.batch_size, 3, cfg.model.num_frames, 25, 2, generator=gen) * 0.3).to(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    res = {"device": device_name, "batch": cfg.train.batch_size, "steps": steps, "name": name,
-           "modes": {mode: throughput_mode(cfg, mode, x, steps) for mode in modes}}
+    y = torch.randint(0, 60, (cfg.train.batch_size,), generator=gen).to(device)
+    res = {"config": config, "device": device_name, "key": device_key(device), "batch": cfg.train.batch_size,
+           "steps": steps, "work": work_key(cfg), "epochs": cfg.train.epochs,
+           "modes": {mode: throughput_mode(cfg, mode, x, y, steps) for mode in modes}}
+    for mode, m in res["modes"].items():
+        m["precision"] = precision_label("bf16" if "bf16" in mode else "off", mode != "fp32" and device.type == "cuda",
+                                         "float32", "compile" in mode)
+    if cfg.model.geometry == "poincare":
+        # the geometry's share: the same step with Euclidean tokens (no expmap0 / distances in float64)
+        eager = [m for m in res["modes"] if "compile" not in m]
+        if eager:
+            mode = min(eager, key=lambda k: res["modes"][k]["step_s"])
+            flat = throughput_mode(replace(cfg, model={"geometry": "euclidean"}), mode, x, y, steps)
+            res["geometry"] = {"mode": mode, "euclidean_step_s": flat["step_s"],
+                               "share": 1 - flat["step_s"] / res["modes"][mode]["step_s"]}
     res.update(loader_throughput(cfg, device))
     return res
 
 
 def throughput_report(r: dict) -> None:
-    print(f"\n== pre-training throughput, {PAPER_PRETRAIN} (D=256, batch {r['batch']} x 2 actors), "
-          f"device {r['device']} ({r['name']}), medians of {r['steps']} steps after a warm-up")
+    print(f"\n== training throughput, {r['config']} ({r['work']['protocol']}, D={r['work']['model']['dim']}, "
+          f"batch {r['batch']} x 2 actors), device {r['device']} ({r['key']}), medians of {r['steps']} steps "
+          f"after a warm-up")
+    if r["device"] == "cpu":
+        print("   (no tf32 row: TF32 is a CUDA tensor-core format; on a CPU fp32 is what it would measure)")
     for mode, m in r["modes"].items():
         print(f"   {mode:<14} {m['clips_per_s']:8.1f} clips/s  step {m['step_s']:.3f} s +-{m['spread_s']:.3f}  "
               f"first step {m['first_step_s']:.1f} s  peak {'GPU memory' if r['device'] == 'cuda' else 'RSS'} "
               f"{m['peak_gb']:.2f} GB{'' if r['device'] == 'cuda' else ' (process so far)'}")
+    base = r["modes"].get("fp32")
+    if base:
+        print("   speed-up over fp32: " + ", ".join(f"{mode} {m['clips_per_s'] / base['clips_per_s']:.2f}x"
+                                                  for mode, m in r["modes"].items() if mode != "fp32"))
+    if "geometry" in r:
+        g = r["geometry"]
+        print(f"   float64 Poincare geometry: {g['share']:.1%} of the {g['mode']} step (Euclidean tokens: "
+              f"{g['euclidean_step_s']:.3f} s); ratio to the 10 % target {g['share'] / TARGETS['masking_share']:.2f}")
     print(f"   loader         {r['loader_clips_per_s']:8.1f} clips/s delivered to {r['device']} "
-          f"({r['loader_workers']} workers, {r['loader_clips']} clips, pre-training augmentation)")
+          f"({r['loader_workers']} workers, {r['loader_clips']} clips, training augmentation)")
     best_mode = max(r["modes"], key=lambda k: r["modes"][k]["clips_per_s"])
     model_rate = r["modes"][best_mode]["clips_per_s"]
     rate = min(model_rate, r["loader_clips_per_s"])
-    hours = NTU60_TRAIN_CLIPS * PAPER_EPOCHS / rate / 3600
+    hours = NTU60_TRAIN_CLIPS * r["epochs"] / rate / 3600
     bound = "the loader" if r["loader_clips_per_s"] < model_rate else f"the model ({best_mode})"
-    print(f"   projected NTU-60 pre-training ({NTU60_TRAIN_CLIPS:,} clips x {PAPER_EPOCHS} epochs) at "
+    print(f"   projected NTU-60 training ({NTU60_TRAIN_CLIPS:,} clips x {r['epochs']} epochs) at "
           f"{rate:.1f} clips/s (bound by {bound}): {hours:,.1f} h; ratio to the {TARGET_HOURS:g} h target "
           f"{hours / TARGET_HOURS:.2f}")
+
+
+def record(r: dict) -> None:
+    """Each mode's figures into the measurements `hacm ... --dry-run` projects from (hacm.plan)."""
+    from hacm.plan import record_measurement
+
+    for mode, m in r["modes"].items():
+        path = record_measurement({"device": r["key"], "work": r["work"], "precision": m["precision"],
+                                   "batch": r["batch"], "config": r["config"], "clips_per_s": m["clips_per_s"],
+                                   "loader_clips_per_s": r["loader_clips_per_s"], "loader_workers": r["loader_workers"],
+                                   "peak_gb": m["peak_gb"], "steps": r["steps"], "torch": torch.__version__})
+    print(f"   recorded for `hacm ... --dry-run`: {path}")
 
 
 def _run_worker(*args: str) -> dict:
@@ -274,14 +319,19 @@ def main() -> int:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="cpu: the step tables of --configs, then the throughput table; cuda: the throughput table")
+    ap.add_argument("--config", default=PAPER_PRETRAIN, metavar="NAME",
+                    help=f"config of the throughput table: a shipped name or a file (default {PAPER_PRETRAIN})")
     ap.add_argument("--throughput-batch", type=int, default=None,
-                    help=f"global batch of the throughput table (default: {PAPER_PRETRAIN}'s, 64)")
+                    help="global batch of the throughput table (default: the config's; the paper's is 64)")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
                     help="precision modes of the throughput table (bf16+compile compiles for minutes on a CPU)")
+    ap.add_argument("--no-record", action="store_true",
+                    help="do not record the throughput figures for `hacm ... --dry-run` (hacm.plan)")
+    ap.add_argument("--no-step-tables", action="store_true", help="on the CPU, the throughput table alone")
     ap.add_argument("--worker", choices=[*CONFIGS, "throughput"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker == "throughput":
-        print(json.dumps(throughput_worker(args.device, args.steps, args.throughput_batch, args.modes)))
+        print(json.dumps(throughput_worker(args.config, args.device, args.steps, args.throughput_batch, args.modes)))
         return 0
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps, args.batch)))
@@ -294,12 +344,15 @@ def main() -> int:
     print(f"command: {' '.join(sys.argv)}")
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
-    if args.device == "cpu":
+    if args.device == "cpu" and not args.no_step_tables:
         for name in args.configs:
             report(_run_worker("--worker", name, "--steps", str(args.steps), "--batch", str(args.batch)))
     extra = ["--throughput-batch", str(args.throughput_batch)] if args.throughput_batch else []
-    throughput_report(_run_worker("--worker", "throughput", "--device", args.device, "--steps", str(args.steps),
-                                  "--modes", *args.modes, *extra))
+    result = _run_worker("--worker", "throughput", "--config", args.config, "--device", args.device,
+                         "--steps", str(args.steps), "--modes", *args.modes, *extra)
+    throughput_report(result)
+    if not args.no_record:
+        record(result)
     return 0
 
 

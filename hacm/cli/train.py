@@ -35,7 +35,8 @@ def register(subparsers) -> None:
         if protocol != "knn":
             p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
         p.add_argument("--dry-run", action="store_true",
-                       help="check the config and print it with the run directory; train nothing")
+                       help="check the config and print it with the run directory and the device plan "
+                            "(device, precision, batch, loader, time per epoch where measured); train nothing")
         p.set_defaults(func=_run_protocol, protocol=protocol)
 
     config = subparsers.add_parser("config", help="list, show and check configuration files")
@@ -82,6 +83,11 @@ def _run_protocol(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{args.protocol}-{Path(args.config).stem}"
     if args.dry_run:
         print(f"# hacm {args.protocol} would write {out}\n{to_yaml(cfg)}")
+        if cfg.protocol != "knn":
+            from hacm.plan import device_plan   # torch: after the config is known to be good
+
+            lines = device_plan(cfg, world_size=int(os.environ.get("WORLD_SIZE", "1"))).lines
+            print("# device plan\n" + "\n".join(f"#   {line}" for line in lines))
         return 0
     import logging
 
