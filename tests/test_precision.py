@@ -94,7 +94,7 @@ def test_defaults_and_parity_configs():
     # `off` is a YAML 1.1 boolean: --set train.amp=off still means "off"
     assert load_config("ntu60_xsub_pretrain", ["train.amp=off"]).train.amp == "off"
     parity = sorted(glob.glob(str(PACKAGE_CONFIG_DIR / "mamp_*.yaml")) + glob.glob(str(PACKAGE_CONFIG_DIR / "mae_*.yaml")))
-    assert len(parity) == 28
+    assert len(parity) >= 28                           # 22 mamp_* and 6 mae_* when written
     for path in parity:
         t = load_config(path).train
         assert (t.amp, t.tf32) == ("off", False), Path(path).name
