@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from hacm import checkpoint, distributed, rundir
+from hacm import checkpoint, distributed, lock, rundir
 from hacm.config import RunConfig
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.loader import make_loader
@@ -52,10 +53,31 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
         # geoopt's maths are TorchScript functions; the profiling executor re-optimises them after
         # their first calls, which changes backward numerics with the number of calls made in this
         # process. A resumed run would then drift from an uninterrupted one: run them unoptimised.
-        with torch.jit.optimized_execution(False):
+        with _run_dir_held(Path(run_dir), proc), torch.jit.optimized_execution(False):
             return _fit(cfg, Path(run_dir), resume, proc)
     finally:
         distributed.stop(proc)
+
+
+@contextmanager
+def _run_dir_held(run_dir: Path, proc: Process):
+    """Rank 0 holds the run directory's lock (hacm.lock) for the whole run; under torchrun every
+    rank learns whether it got it, so a refused run stops on all ranks instead of hanging."""
+    refused = None
+    if proc.is_main:
+        try:
+            lock.acquire(run_dir, "run directory")
+        except HacmError as e:
+            refused = e
+    if all_reduce_sum([float(refused is not None)], proc)[0] and refused is None:
+        raise HacmError(f"{run_dir}: rank 0 could not lock the run directory (see its error)")
+    if refused is not None:
+        raise refused
+    try:
+        yield
+    finally:
+        if proc.is_main:
+            lock.release(run_dir)
 
 
 def _protocol(name: str, doc: str):
@@ -315,25 +337,30 @@ def knn(cfg: RunConfig, run_dir: str | Path) -> dict:
     try:
         if not proc.is_main:
             return {}
-        torch.manual_seed(cfg.train.seed)
-        rundir.prepare(cfg, run_dir, resume=False, is_main=True)
-        store = Store.open(cfg.data.store)
-        model = _model(cfg, store.num_classes, proc)
-        feats = {part: extract_features(model, make_dataset(cfg, store, part, augment=False),
-                                        batch_size=cfg.train.batch_size, device=proc.device, amp=cfg.train.amp,
-                                        num_workers=cfg.data.num_workers)
-                 for part in ("train", "test")}
-        preds = knn_predict(*feats["train"], feats["test"][0], k=cfg.knn.k, temperature=cfg.knn.temperature,
-                            num_classes=store.num_classes)
-        writer = rundir.RunWriter(run_dir, True, tensorboard=cfg.train.tensorboard)
-        writer.predictions(feats["test"][1], {f"knn{k}": p for k, p in preds.items()})
-        record = {"kind": "knn", "epoch": 0, "step": 0, "pretrained": cfg.train.pretrained,
-                  "train_clips": len(feats["train"][1]), "test_clips": len(feats["test"][1]),
-                  **{f"knn{k}_acc": accuracy(p, feats["test"][1]) for k, p in preds.items()}}
-        writer.log(record)
-        summary = {"protocol": "knn", **{k: v for k, v in record.items() if k != "kind"}}
-        writer.summary(summary)
-        writer.close()
-        return summary
+        with lock.hold(run_dir, "run directory"):
+            return _knn(cfg, run_dir, proc)
     finally:
         distributed.stop(proc)
+
+
+def _knn(cfg: RunConfig, run_dir: Path, proc: Process) -> dict:
+    torch.manual_seed(cfg.train.seed)
+    rundir.prepare(cfg, run_dir, resume=False, is_main=True)
+    store = Store.open(cfg.data.store)
+    model = _model(cfg, store.num_classes, proc)
+    feats = {part: extract_features(model, make_dataset(cfg, store, part, augment=False),
+                                    batch_size=cfg.train.batch_size, device=proc.device, amp=cfg.train.amp,
+                                    num_workers=cfg.data.num_workers)
+             for part in ("train", "test")}
+    preds = knn_predict(*feats["train"], feats["test"][0], k=cfg.knn.k, temperature=cfg.knn.temperature,
+                        num_classes=store.num_classes)
+    writer = rundir.RunWriter(run_dir, True, tensorboard=cfg.train.tensorboard)
+    writer.predictions(feats["test"][1], {f"knn{k}": p for k, p in preds.items()})
+    record = {"kind": "knn", "epoch": 0, "step": 0, "pretrained": cfg.train.pretrained,
+              "train_clips": len(feats["train"][1]), "test_clips": len(feats["test"][1]),
+              **{f"knn{k}_acc": accuracy(p, feats["test"][1]) for k, p in preds.items()}}
+    writer.log(record)
+    summary = {"protocol": "knn", **{k: v for k, v in record.items() if k != "kind"}}
+    writer.summary(summary)
+    writer.close()
+    return summary

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from hacm.data.classes import DATASET_CLASSES
 from hacm.data.denoise import centre, denoise
 from hacm.data.raw_ntu import parse_sample_name, parse_skeleton_file
+from hacm import lock
 from hacm.errors import FormatError, HacmError
 from hacm.fileio import make_dir, write_atomic, write_text_atomic
 from hacm.skeleton import NUM_JOINTS
@@ -315,6 +316,7 @@ def _write_parts(todo: list[_Chunk], total: int, dataset: str, num_classes: int,
                     bar.update(n)
 
 
+@lock.writer_of("out_dir", "store directory")
 def convert_ntu(raw_dir, out_dir, dataset: str | None = None, *, workers: int | None = None,
                 allow_errors: bool = False, missing_list=None, progress: bool = True,
                 chunk_size: int = CHUNK_FILES) -> ConversionReport:

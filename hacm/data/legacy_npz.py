@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
+from hacm import lock
 from hacm.data.store import BENCHMARKS, PARTS, SampleRecord, Store, StoreWriter
 from hacm.errors import HacmError
 from hacm.fileio import make_dir, write_atomic
@@ -113,6 +114,7 @@ def legacy_to_frames(x: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(frames)
 
 
+@lock.writer_of("out_dir", "store directory")
 def import_npz(path, out_dir, benchmark: str | None = None, *, progress: bool = True) -> Store:
     """Convert a legacy file into a store whose split `<benchmark or 'legacy'>` is its train/test.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from hacm import lock
 from hacm.data.classes import PKU_MMD_CLASSES
 from hacm.data.convert import ConversionReport, write_store
 from hacm.data.raw_ntu import _line_field_counts
@@ -156,6 +157,7 @@ def _pku_splits(phase: int, names: list[str], split_videos: dict) -> dict[str, d
             for proto, (train, test) in split_videos.items()}
 
 
+@lock.writer_of("out_dir", "store directory")
 def convert_pku(raw_dir, out_dir, phase: int, *, workers: int | None = None, allow_errors: bool = False,
                 progress: bool = True) -> ConversionReport:
     """Convert PKU-MMD Phase `phase` (1 or 2) into a store with pku<phase>-xsub / -xview splits."""

@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from hacm import lock
 from hacm.errors import HacmError
 from hacm.fileio import make_dir, write_text_atomic
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, SYMMETRY_PAIRS
@@ -756,6 +757,7 @@ def _write_take(job) -> dict[str, int]:
     return counts
 
 
+@lock.writer_of("out_dir", "raw-file directory")
 def write_synthetic(out_dir, *, seed: int = 0, performers: int = 7, replications: int = 5,
                     cameras: Sequence[int] = (1, 2, 3), classes: Sequence[str] | None = None,
                     min_frames: int = 40, max_frames: int = 110, sensor: SensorModel = SensorModel(),

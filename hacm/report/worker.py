@@ -5,7 +5,8 @@ many notebooks share one interpreter), with its thread count and GPUs set in the
 Slurm executor runs `run_on_node` on a compute node. Either way the job's record is written by the
 process that ran it. SIGTERM (sent by the executor on Ctrl-C) ends the job as "interrupted".
 
-Exit status: 0 the job succeeded, 1 it failed, 130 it was interrupted.
+Exit status: 0 the job succeeded, 1 it failed, 2 it could not start (its directory is another
+process's), 130 it was interrupted.
 """
 from __future__ import annotations
 
@@ -51,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     bar_file.parent.mkdir(parents=True, exist_ok=True)
     with open(bar_file, "w") as bar:
         progress = {"desc": job.name, "file": bar, "mininterval": 0.5, "ascii": True, "ncols": 80}
-        result = execute_job(JobPlan(job, args.out / job.name, resolved_parameters(job, args.out), args.key), progress)
+        try:
+            result = execute_job(JobPlan(job, args.out / job.name, resolved_parameters(job, args.out), args.key),
+                                 progress)
+        except HacmError as exc:   # e.g. another process runs this job: one line for the executor's record
+            print(f"hacm: error: {exc}", file=sys.stderr)
+            return 2
     return EXIT_STATUS[result.status]
 
 
