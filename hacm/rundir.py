@@ -156,12 +156,14 @@ def write_predictions(run_dir: str | Path, labels: np.ndarray, predictions: dict
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of metrics.jsonl (empty if the run wrote none yet)."""
+    """The records of metrics.jsonl (empty if the run wrote none yet). A last line without its
+    newline is one being written right now, or cut by a kill: it is not a record yet."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    text = path.read_text()
+    for i, line in enumerate(text[:text.rfind("\n") + 1].splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from hacm import checkpoint, distributed, lock, rundir
 from hacm.config import RunConfig
@@ -38,6 +37,7 @@ from hacm.distributed import Process, all_reduce_sum, autocast, compute_dtype
 from hacm.errors import ConfigError, HacmError
 from hacm.evaluate import accuracy, extract_features, knn_predict
 from hacm.optim import lr_at, make_optimizer, set_lr
+from hacm.progress import progress_bar
 
 logger = logging.getLogger("hacm.train")
 
@@ -189,7 +189,7 @@ def train_one_epoch(ddp: nn.Module, optimizer: torch.optim.Optimizer, data: _Dat
     data.train_loader.sampler.set_epoch(epoch)
     ddp.train()
     sums, clips, tic = {}, 0, time.perf_counter()
-    bar = tqdm(total=data.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False, disable=not proc.is_main)
+    bar = progress_bar(total=data.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False, disable=not proc.is_main)
     for i, (x, y) in enumerate(data.train_loader):
         if i == data.steps_per_epoch:
             break
@@ -289,7 +289,7 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, proc: Process) -> dict:
     if state is not None:   # a resumed run's summary starts from its last finished epoch
         done = [r for r in rundir.read_metrics(run_dir) if r.get("kind") == "epoch"]
         summary.update({k: v for k, v in (done[-1] if done else {}).items() if k != "kind"})
-    epochs = tqdm(range(start_epoch, t.epochs), desc=cfg.protocol, unit="epoch", disable=not proc.is_main,
+    epochs = progress_bar(range(start_epoch, t.epochs), desc=cfg.protocol, unit="epoch", disable=not proc.is_main,
                   initial=start_epoch, total=t.epochs)
     try:
         for epoch in epochs:

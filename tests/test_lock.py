@@ -125,6 +125,11 @@ def test_data_ntu_into_a_held_store_is_refused_and_touches_nothing(tmp_path):
     proc = _hacm("data", "ntu", "--raw", raw, "--out", store, "--workers", 1)   # the holder is gone
     assert proc.returncode == 0, proc.stderr
     assert (store / "meta.json").is_file() and not (store / lock.LOCK_FILE).exists()
+    # its progress, captured (not a terminal), is plain lines: no carriage-return redraws
+    bars = [line for line in proc.stderr.splitlines() if line.startswith("convert")]
+    assert "\r" not in proc.stderr and bars and all(len(line) < 200 for line in bars)
+    assert bars[-1].startswith("convert synth: 100%")
+    assert "taking over the lock of a writer that is gone" in proc.stderr   # the killed holder's
 
 
 @pytest.mark.notebook

@@ -22,13 +22,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from hacm.errors import HacmError
 from hacm.machine import usable_cores
+from hacm.progress import progress_bar, read_status
 from hacm.report.batch import Batch, Job
 from hacm.report.runner import JobPlan, JobResult, plan_job, read_record, write_record
-from hacm.report.worker import progress_file
+from hacm.report.worker import progress_file, status_file
 
 STOP_GRACE_S = 60          # how long an interrupted job may take to record itself and stop its kernel
 _POLL_S = 0.2
@@ -90,8 +89,8 @@ class _LocalRun:
         self.waiting: list[Job] = list(batch.jobs)
         self.running: dict[str, _Running] = {}
         self.plans: dict[str, JobPlan] = {}
-        self.bar = tqdm(total=len(batch.jobs), desc=f"batch {batch.name}", unit="job", disable=not progress)
-        self.lines = [tqdm(bar_format="{desc}", desc="", position=i + 1, disable=not progress, leave=False)
+        self.bar = progress_bar(total=len(batch.jobs), desc=f"batch {batch.name}", unit="job", disable=not progress)
+        self.lines = [progress_bar(bar_format="{desc}", desc="", position=i + 1, disable=not progress, leave=False)
                       for i in range(len(slots))]
 
     def step(self) -> None:
@@ -146,11 +145,16 @@ class _LocalRun:
         self.bar.update(1)
 
     def _show(self) -> None:
-        for line in self.lines:
-            line.set_description_str("", refresh=False)
-        for name, run in self.running.items():
-            self.lines[run.slot].set_description_str(_last_bar(progress_file(self.out, name)) or f"{name}: starting")
+        shown = {run.slot: self._job_line(name) for name, run in self.running.items()}
+        for slot, line in enumerate(self.lines):
+            if line.desc != shown.get(slot, ""):
+                line.set_description_str(shown.get(slot, ""), refresh=True)
         self.bar.set_postfix_str(f"{len(self.running)} running", refresh=True)
+
+    def _job_line(self, name: str) -> str:
+        """A running job's cell bar, and the status its notebook publishes (a study's pipelines)."""
+        status = read_status(status_file(self.out, name))
+        return " | ".join(filter(None, [_last_bar(progress_file(self.out, name)) or f"{name}: starting", status]))
 
     def stop(self) -> None:
         """Ctrl-C: every running job records itself as interrupted (SIGTERM), else is killed and
