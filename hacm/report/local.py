@@ -9,7 +9,8 @@
 - Progress: one bar for the batch and a line per running job (its notebook's cell bar).
 - Ctrl-C: every running job's process gets SIGTERM, records itself as "interrupted" and stops its
   kernel; the index is written and the run ends with `interrupted` set. Running the batch again
-  skips the finished jobs and continues the interrupted ones in their kept directories.
+  skips the finished jobs and continues the interrupted ones in their kept directories. A batch
+  runner killed outright (kill -9) has the same effect on its jobs (`_stop_with_parent`).
 """
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ class _LocalRun:
         self.bar = progress_bar(total=len(batch.jobs), desc=f"batch {batch.name}", unit="job", disable=not progress)
         self.lines = [progress_bar(bar_format="{desc}", desc="", position=i + 1, disable=not progress, leave=False)
                       for i in range(len(slots))]
+        self.shown = [""] * len(slots)
 
     def step(self) -> None:
         """Reap finished jobs, then decide or start every job whose dependencies are done."""
@@ -120,7 +122,8 @@ class _LocalRun:
         with open(logs / f"{plan.job.name}.log", "w") as log:
             # a session of its own: the terminal's Ctrl-C reaches this process only, which stops the jobs in order
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                       env=job_environment(dict(os.environ), self.threads, self.slots[slot]))
+                                       env=job_environment(dict(os.environ), self.threads, self.slots[slot]),
+                                       preexec_fn=_stop_with_parent())
         self.running[plan.job.name] = _Running(plan, process, slot, time.perf_counter())
 
     def _outcome(self, run: _Running, interrupted: bool = False) -> JobResult:
@@ -147,8 +150,9 @@ class _LocalRun:
     def _show(self) -> None:
         shown = {run.slot: self._job_line(name) for name, run in self.running.items()}
         for slot, line in enumerate(self.lines):
-            if line.desc != shown.get(slot, ""):
-                line.set_description_str(shown.get(slot, ""), refresh=True)
+            if self.shown[slot] != shown.get(slot, ""):   # redraw (or print) a job's line when it changes
+                self.shown[slot] = shown.get(slot, "")
+                line.set_description_str(self.shown[slot], refresh=True)
         self.bar.set_postfix_str(f"{len(self.running)} running", refresh=True)
 
     def _job_line(self, name: str) -> str:
@@ -198,6 +202,18 @@ def run_local(batch: Batch, out: Path, *, force: bool, jobs: int, gpus_per_job: 
     finally:
         run.close()
     return run.done, interrupted
+
+
+def _stop_with_parent():
+    """What a job's process runs before it starts, so that if the batch runner dies (kill -9) the
+    job gets SIGTERM and stops as "interrupted", as on Ctrl-C, instead of running on unwatched (Linux;
+    None elsewhere). The next run of the batch continues it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl, PR_SET_PDEATHSIG = ctypes.CDLL(None, use_errno=True).prctl, 1   # looked up here, not in the child
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _last_bar(path: Path) -> str:

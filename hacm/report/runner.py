@@ -42,6 +42,7 @@ from hacm.report.html import export_html, exports
 
 KERNEL_NAME = "hacm"
 JOB_RECORD = ".job.json"
+JOB_LOCK_WAIT_S = 60.0      # as long as an interrupted job may take to record itself and stop its kernel
 _PACKAGE_DIR = Path(hacm.__file__).resolve().parent
 
 
@@ -203,8 +204,9 @@ def execute_job(plan: JobPlan, progress) -> JobResult:
     """Execute one job into its directory, export its pages and write its record. `progress` is
     False or papermill's tqdm keywords for the cell bar. Ctrl-C (KeyboardInterrupt) ends the job as
     "interrupted" and keeps its directory for the next run. The job's directory is locked
-    (hacm.lock) while it runs: a second process running the same job is refused."""
-    with lock.hold(plan.job_dir, "report job directory"):
+    (hacm.lock) while it runs: a second process for the same job (a re-run while the job of a killed
+    runner still stops, a Slurm re-submission) waits up to JOB_LOCK_WAIT_S for it, then is refused."""
+    with lock.hold(plan.job_dir, "report job directory", wait_s=JOB_LOCK_WAIT_S):
         return _execute(plan, progress)
 
 
