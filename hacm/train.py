@@ -189,7 +189,8 @@ def train_one_epoch(ddp: nn.Module, optimizer: torch.optim.Optimizer, data: _Dat
     data.train_loader.sampler.set_epoch(epoch)
     ddp.train()
     sums, clips, tic = {}, 0, time.perf_counter()
-    bar = progress_bar(total=data.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False, disable=not proc.is_main)
+    bar = progress_bar(total=data.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
+                       disable=not proc.is_main)
     for i, (x, y) in enumerate(data.train_loader):
         if i == data.steps_per_epoch:
             break

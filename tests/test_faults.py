@@ -43,7 +43,8 @@ def tally(request):
     TALLY.clear()
     yield TALLY
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(TALLY.items()) if k not in ("injected", "lost"))
-    line = f"fault injection: {TALLY['injected']} faults injected; outcomes: {outcomes or 'none'}; lost: {TALLY['lost']}"
+    line = (f"fault injection: {TALLY['injected']} faults injected; outcomes: {outcomes or 'none'}; "
+            f"lost: {TALLY['lost']}")
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():    # shown in the run's output, not only with -rA
         print(f"\n{line}")
@@ -163,7 +164,8 @@ def test_linear_probe_killed_at_a_random_moment_resumes_to_the_same_weights(toy,
     _killed_then_finished(probe, root / "linprobe", tmp_path / "run", kills=1, tmp_path=tmp_path, seed=SEED + 1)
     a = json.loads((root / "linprobe" / "summary.json").read_text())
     b = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert {k: a[k] for k in ("test_acc", "best_test_acc", "epochs")} == {k: b[k] for k in ("test_acc", "best_test_acc", "epochs")}
+    keys = ("test_acc", "best_test_acc", "epochs")
+    assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
 
 
 # ----------------------------------------------------------------------------- report batch
