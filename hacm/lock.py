@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hacm.errors import HacmError
-from hacm.fileio import make_dir
+from hacm.fileio import make_dir, remove_temporaries
 
 LOCK_FILE = ".hacm.lock"
 _POLL_S = 0.2
@@ -121,6 +121,7 @@ def acquire(directory: str | Path, what: str = "output directory", *, wait_s: fl
     stale = read_holder(directory)
     if stale is not None:
         logger.warning("%s: taking over the lock of a writer that is gone (%s)", directory, describe(stale))
+        remove_temporaries(directory)   # what it was writing when it died
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(_record()) + "\n").encode(), 0)
     _held[directory] = [fd, 1, created]

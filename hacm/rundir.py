@@ -26,7 +26,7 @@ from torch import nn
 from hacm import checkpoint
 from hacm.config import RunConfig, load_config, to_dict, to_yaml
 from hacm.errors import FormatError, HacmError
-from hacm.fileio import make_dir, write_atomic, write_text_atomic
+from hacm.fileio import make_dir, remove_temporaries, write_atomic, write_text_atomic
 
 logger = logging.getLogger("hacm.rundir")
 
@@ -78,6 +78,7 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, is_main: bool) -> dict 
                         f"another output directory")
     if is_main:
         make_dir(run_dir, "run directory")
+        remove_temporaries(run_dir / checkpoint.CHECKPOINT_DIR)   # a checkpoint cut short by a kill
         write_text_atomic(run_dir / CONFIG_FILE, to_yaml(cfg))
     return state
 

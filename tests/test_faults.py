@@ -63,7 +63,10 @@ def _kill_at(command: list[str], directory: Path, delay: float, cwd=None) -> boo
         time.sleep(0.01)
     time.sleep(delay)
     hit = p.poll() is None
-    os.killpg(p.pid, signal.SIGKILL)          # the process and any worker it started
+    try:
+        os.killpg(p.pid, signal.SIGKILL)      # the process and any worker it started
+    except ProcessLookupError:                # all of them had ended
+        pass
     p.wait()
     if hit:
         TALLY["injected"] += 1
@@ -103,7 +106,7 @@ def test_conversion_killed_at_random_moments_gives_the_same_store(tmp_path):
     _run(command)
     same = _store_bytes(store) == _store_bytes(reference)
     TALLY["identical" if same else "lost"] += hits
-    assert same and not (store / ".parts").exists() and not list(store.glob("*.tmp"))
+    assert same and not (store / ".parts").exists() and not list(store.glob("*.tmp")), list(store.iterdir())
 
 
 # ----------------------------------------------------------------------------- training

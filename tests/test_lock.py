@@ -66,6 +66,8 @@ def test_lock_is_exclusive_reentrant_released_and_taken_over_from_the_dead(tmp_p
             lock.acquire(d)
         with pytest.raises(lock.DirectoryLocked):
             lock.acquire(d, wait_s=0.5)     # waits, then still refuses
+        (d / ".summary.json.x1y2.tmp").write_text("{half")    # what the holder was writing when killed
+        (d / "summary.json").write_text("{}")
     finally:
         holder.kill()                        # kill -9: the lock file keeps its record, the OS lock goes
         holder.wait()
@@ -73,6 +75,7 @@ def test_lock_is_exclusive_reentrant_released_and_taken_over_from_the_dead(tmp_p
     with caplog.at_level("WARNING", logger="hacm.lock"):
         with lock.hold(d):
             assert f"writer that is gone (pid {holder.pid}" in caplog.text
+            assert sorted(p.name for p in d.iterdir()) == [lock.LOCK_FILE, "summary.json"]   # its temporary gone
             assert lock.read_holder(d)["pid"] == os.getpid()
             with lock.hold(d):              # the same process may nest holds
                 pass
