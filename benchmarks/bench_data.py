@@ -8,7 +8,8 @@ with workers=1 and workers=2, and prints files/s per core against the spec's ref
 original scripts: 120 files/s, parsing alone 160 files/s) and target (500 files/s per core),
 plus a same-run baseline: the original scripts' line-by-line parse loop on the same files, and
 the training loader's throughput on the converted store: clips/s per core through the
-pre-training augmentation, and the cores needed to feed a GPU at 1,900 clips/s.
+pre-training augmentation, and the cores needed to feed a GPU at 1,900 clips/s; and what the
+store's integrity checks cost (per-chunk CRC-32 on first read against --verify's sha256).
 Each section is a function; main() runs them all.
 """
 from __future__ import annotations
@@ -126,6 +127,40 @@ def bench_loader(store_path: Path, batch_size: int = 64, min_clips: int = 2000, 
                   f"{len(ds)} clips of {benchmark} train, batch {batch_size}, {passes - 1} passes")
 
 
+def bench_integrity(store_path: Path, repeats: int = 3) -> None:
+    """What the store's integrity checks cost: opening (reads meta, index, splits; no frame data),
+    the first read of every clip with the per-chunk CRC-32 checks against the same reads without
+    them, and the full check (`--verify`: sha256 over everything). Files are in the page cache
+    after the first repeat, so the figures are CPU cost, the part the checks add to a read."""
+    from hacm.data.store import Store
+
+    size = (store_path / "frames.bin").stat().st_size
+    timings = {"open": [], "read all, chunks checked": [], "read all, unchecked": [], "verify (sha256)": []}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        store = Store.open(store_path)
+        timings["open"].append(time.perf_counter() - t)
+        for name, checked in (("read all, chunks checked", True), ("read all, unchecked", False)):
+            store = Store.open(store_path)
+            if not checked:
+                store.chunk_crc32 = []
+            t = time.perf_counter()
+            for i in range(len(store)):
+                store.frames(i)[0, 0, 0, 0]      # first read of each clip (its pages are mapped in)
+            timings[name].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        store.verify()
+        timings["verify (sha256)"].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in timings.items()}
+    print(f"  frames.bin {size / 1e6:.0f} MB in {len(Store.open(store_path).chunk_crc32)} chunks, {len(store)} clips "
+          f"(median of {repeats}):")
+    for name, seconds in med.items():
+        print(f"    {name:<26} {seconds * 1e3:8.1f} ms  ({size / 1e6 / seconds:8.0f} MB/s of frames.bin)")
+    added = med["read all, chunks checked"] - med["read all, unchecked"]
+    print(f"  per-chunk checks add {added * 1e3:.1f} ms per process per pass over the store "
+          f"({added / size * 1e9:.2f} s per GB; x{med['verify (sha256)'] / max(added, 1e-9):.1f} less than --verify)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=2000, help="synthetic raw files to generate (default 2000)")
@@ -139,6 +174,8 @@ def main(argv=None) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, numpy {np.__version__}")
     if args.store is not None:
+        print(f"integrity checks of {args.store}:")
+        bench_integrity(args.store)
         print(f"loading for training (SkeletonDataset + make_loader) from {args.store}:")
         bench_loader(args.store, workers_list=args.workers)
         return 0
@@ -151,6 +188,8 @@ def main(argv=None) -> int:
         bench_parse(raw)
         print("conversion to a store (parse + denoise + centre + write):")
         bench_convert(raw, root)
+        print("integrity checks of the store:")
+        bench_integrity(root / "store-w1")
         print("loading for training (SkeletonDataset + make_loader):")
         bench_loader(root / "store-w1", workers_list=args.workers)
     return 0

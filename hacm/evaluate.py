@@ -15,13 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from hacm import checkpoint
 from hacm.data.loader import make_loader
 from hacm.distributed import autocast, resolve_amp
 from hacm.errors import HacmError
 from hacm.model import ActionClassifier, Encoder, actor_mean
+from hacm.progress import progress_bar
 
 
 def _encoder_of(source) -> Encoder:
@@ -40,7 +40,7 @@ def _encoder_of(source) -> Encoder:
 
 def _batches(dataset, batch_size: int, num_workers: int | None, desc: str):
     loader = make_loader(dataset, batch_size, train=False, num_workers=num_workers)
-    return tqdm(loader, desc=desc, unit="batch", leave=False)
+    return progress_bar(loader, desc=desc, unit="batch", leave=False)
 
 
 def input_dtype(model: nn.Module) -> torch.dtype:

@@ -9,6 +9,9 @@ from typing import BinaryIO, Callable
 
 from hacm.errors import HacmError
 
+TEMP_SUFFIX = ".tmp"
+
+
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> Path:
     """Call `write(file)` on a temporary file in the same directory, then rename it to `path`.
@@ -19,7 +22,7 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object], *, fsync
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -31,6 +34,18 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object], *, fsync
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_temporaries(directory: str | Path) -> int:
+    """Delete the temporary files that writers killed mid-write (kill -9: no clean-up ran) left in
+    `directory` (not below it); the number deleted. Only for the directory's one writer, holding
+    its lock (hacm.lock): another live writer's temporary file would be pulled from under it."""
+    removed = 0
+    for p in Path(directory).glob(f".*{TEMP_SUFFIX}"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_text_atomic(path: str | Path, text: str, *, fsync: bool = True) -> int:

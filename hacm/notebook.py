@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from hacm import launch, rundir, train
+from hacm import launch, lock, rundir, train
 from hacm.config import RunConfig, load_config
 from hacm.data.convert import convert_ntu
 from hacm.data.dataset import SkeletonDataset
@@ -103,7 +103,10 @@ def _delete_run(run_dir: Path) -> None:
     if not (run_dir / rundir.CONFIG_FILE).is_file():
         raise HacmError(f"run_dir {run_dir}: overwrite=True deletes run directories only, and this one holds no "
                         f"{rundir.CONFIG_FILE}; set run_dir to a run directory or a new one")
-    shutil.rmtree(run_dir)
+    with lock.hold(run_dir, "run directory"):   # not while another process writes it
+        for p in run_dir.iterdir():
+            if p.name != lock.LOCK_FILE:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
 def test_set(cfg: RunConfig) -> SkeletonDataset:

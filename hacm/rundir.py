@@ -26,7 +26,7 @@ from torch import nn
 from hacm import checkpoint
 from hacm.config import RunConfig, load_config, to_dict, to_yaml
 from hacm.errors import FormatError, HacmError
-from hacm.fileio import make_dir, write_atomic, write_text_atomic
+from hacm.fileio import make_dir, remove_temporaries, write_atomic, write_text_atomic
 
 logger = logging.getLogger("hacm.rundir")
 
@@ -84,6 +84,7 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, is_main: bool) -> dict 
                         f"another output directory")
     if is_main:
         make_dir(run_dir, "run directory")
+        remove_temporaries(run_dir / checkpoint.CHECKPOINT_DIR)   # a checkpoint cut short by a kill
         write_text_atomic(run_dir / CONFIG_FILE, to_yaml(cfg))
     return state
 
@@ -162,12 +163,14 @@ def write_predictions(run_dir: str | Path, labels: np.ndarray, predictions: dict
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of metrics.jsonl (empty if the run wrote none yet)."""
+    """The records of metrics.jsonl (empty if the run wrote none yet). A last line without its
+    newline is one being written right now, or cut by a kill: it is not a record yet."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    text = path.read_text()
+    for i, line in enumerate(text[:text.rfind("\n") + 1].splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))

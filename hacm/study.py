@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import re
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,16 +31,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from hacm import stats, train
 from hacm.config import RunConfig, load_config, to_dict
 from hacm.errors import HacmError
-from hacm.rundir import finished, load_run
+from hacm.progress import progress_bar, publish
+from hacm.rundir import CONFIG_FILE, SUMMARY_FILE, finished, load_run, read_metrics
 
 # "semi" is fine-tuning on a labelled subset: its config sets data.subset_fraction
 EVAL_PROTOCOLS = ("knn", "linprobe", "finetune", "semi")
 BEST_ON_TEST = "linear probe, best epoch on test (MAMP-style, selected on test)"
+# when the probe was evaluated once (train.eval_every >= epochs) there was nothing to select from
+ONE_EVALUATION = "only the last epoch was evaluated, so it equals the last epoch"
 
 
 _LABELS = {"linprobe": "linear probe, last epoch", "finetune": "fine-tune, last epoch",
@@ -133,8 +136,14 @@ class StudyResult:
         for row in rows.values():
             if "best on test" in row:
                 row["best on test"] = round(float(np.mean(row["best on test"])), 2)
-        return {"reference": reference, "metrics": [metric_label(m) for m in metrics], "best on test": BEST_ON_TEST,
-                "rows": list(rows.values()), "config differences": self.config_differences()}
+        return {"reference": reference, "metrics": [metric_label(m) for m in metrics],
+                "best on test": self._best_on_test_label(), "rows": list(rows.values()),
+                "config differences": self.config_differences()}
+
+    def _best_on_test_label(self) -> str:
+        """BEST_ON_TEST, saying so when every probe was evaluated once (it then repeats the last epoch)."""
+        counts = [r.extras["linprobe_evaluations"] for r in self.runs if "linprobe_evaluations" in r.extras]
+        return f"{BEST_ON_TEST}; {ONE_EVALUATION}" if counts and max(counts) == 1 else BEST_ON_TEST
 
     def correct(self, metric: str) -> dict[str, np.ndarray]:
         """variant -> [S, n] per-clip correctness under `metric`, seeds in order."""
@@ -193,7 +202,7 @@ class StudyResult:
             values = [r.extras["linprobe_best_on_test"] for r in self.runs
                       if r.variant == v and "linprobe_best_on_test" in r.extras]
             if values:
-                rows[v][f"{BEST_ON_TEST} (%)"] = f"{100 * np.mean(values):.1f}"
+                rows[v][f"{self._best_on_test_label()} (%)"] = f"{100 * np.mean(values):.1f}"
         for metric in metrics or self.metrics():
             label = metric_label(metric)
             for r in self.compare(metric, reference):
@@ -268,7 +277,76 @@ def _collect(plan: _Plan) -> StudyRun:
             run.accuracy[metric] = float(run.correct[metric].mean())
         if protocol == "linprobe":
             run.extras["linprobe_best_on_test"] = evaluated.summary["best_test_acc"]
+            run.extras["linprobe_evaluations"] = sum("test_acc" in r for r in evaluated.rows("epoch"))
     return run
+
+
+def phase_of(plan: _Plan) -> str:
+    """Where a (variant, seed) pipeline stands, read from its run directories (so it is the same
+    whether it trains in this process or a worker): "pretrain epoch 3/10", "knn", "done"."""
+    phases = ([("pretrain", plan.pretrain)] if plan.pretrain is not None else []) + list(plan.evals.items())
+    for name, cfg in phases:
+        run_dir = plan.where / name
+        if (run_dir / SUMMARY_FILE).is_file():
+            continue
+        if not (run_dir / CONFIG_FILE).is_file():
+            return f"{name} starting"
+        if cfg.protocol == "knn":
+            return name
+        epochs = sum(r.get("kind") == "epoch" for r in read_metrics(run_dir))
+        return f"{name} epoch {epochs}/{cfg.train.epochs}"
+    return "done"
+
+
+class _StudyProgress:
+    """The study's bar over its (variant, seed) pipelines, whose postfix names the phase and epoch of
+    each running one; a thread refreshes it every POLL_S seconds while training blocks this one, and
+    publishes the same line for a report batch's job line (hacm.progress.publish)."""
+
+    POLL_S = 2.0
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = progress_bar(total=total, desc="study", unit="pipeline", disable=not enabled)
+        self.total, self.done = total, 0          # counted here too: a disabled bar counts nothing
+        self.running: dict[tuple[str, int], _Plan] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def start(self, plan: _Plan) -> None:
+        with self._lock:
+            self.running[(plan.variant, plan.seed)] = plan
+        self.show()
+
+    def finish(self, plan: _Plan) -> None:
+        with self._lock:
+            self.running.pop((plan.variant, plan.seed), None)
+            self.done += 1
+        self.bar.update(1)
+        self.show()
+
+    def line(self) -> str:
+        with self._lock:
+            plans = list(self.running.values())
+        return "; ".join(f"{p.variant} seed {p.seed}: {phase_of(p)}" for p in plans)
+
+    def show(self) -> None:
+        try:
+            line = self.line()
+        except (OSError, HacmError):   # a run directory changing under us: the next poll sees it
+            return
+        self.bar.set_postfix_str(line, refresh=True)
+        publish(f"study {self.done}/{self.total} pipelines" + (f": {line}" if line else ""))
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            self.show()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.bar.close()
 
 
 def _worker_threads(threads: int) -> None:
@@ -320,20 +398,29 @@ def run_study(variants: Mapping[str, Mapping[str, Any] | None], seeds: Sequence[
             plans.append(plan)
     todo = [p for p in plans if p.owner]
     workers = max(1, min(workers, len(todo)))
-    bar = tqdm(total=len(todo), desc="study", unit="run", disable=not progress)
-    if workers == 1:
-        for plan in todo:
-            _execute(plan)
-            bar.update(1)
-    else:
-        # one process per (variant, seed) at a time: the cores are shared out, not oversubscribed
-        threads = max(1, torch.get_num_threads() // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_threads, initargs=(threads,)) as pool:
-            for future in as_completed([pool.submit(_execute, plan) for plan in todo]):
-                future.result()                   # a failed run stops the study with its error
-                bar.update(1)
-    bar.close()
+    shown = _StudyProgress(len(todo), progress)
+    try:
+        if workers == 1:
+            for plan in todo:
+                shown.start(plan)
+                _execute(plan)
+                shown.finish(plan)
+        else:
+            # one process per (variant, seed) at a time: the cores are shared out, not oversubscribed
+            threads = max(1, torch.get_num_threads() // workers)
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_worker_threads, initargs=(threads,)) as pool:
+                futures = {pool.submit(_execute, plan): plan for plan in todo}
+                for plan in todo[:workers]:       # the pool starts the first `workers` at once, in order
+                    shown.start(plan)
+                waiting = todo[workers:]
+                for future in as_completed(futures):
+                    future.result()               # a failed run stops the study with its error
+                    shown.finish(futures[future])
+                    if waiting:
+                        shown.start(waiting.pop(0))
+    finally:
+        shown.close()
     runs = [_collect(plan) for plan in plans]
     sizes = {len(c) for r in runs for c in r.correct.values()}
     if len(sizes) != 1:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
-from hacm import checkpoint, distributed, rundir
+from hacm import checkpoint, distributed, lock, rundir
 from hacm.config import RunConfig, load_config, replace
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.loader import make_loader
@@ -37,6 +37,7 @@ from hacm.distributed import Process, all_reduce_sum, autocast, compute_dtype
 from hacm.errors import ConfigError, HacmError
 from hacm.evaluate import accuracy, extract_features, knn_predict
 from hacm.optim import lr_at, make_optimizer, set_lr
+from hacm.progress import progress_bar
 
 logger = logging.getLogger("hacm.train")
 
@@ -53,7 +54,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
         # geoopt's maths are TorchScript functions; the profiling executor re-optimises them after
         # their first calls, which changes backward numerics with the number of calls made in this
         # process. A resumed run would then drift from an uninterrupted one: run them unoptimised.
-        with torch.jit.optimized_execution(False), _float32_products(cfg, proc):
+        with _run_dir_held(Path(run_dir), proc), torch.jit.optimized_execution(False), _float32_products(cfg, proc):
             return _fit(cfg, Path(run_dir), resume, proc)
     finally:
         distributed.stop(proc)
@@ -79,6 +80,27 @@ def resolve_precision(cfg: RunConfig, run_dir: Path, resume: bool, device: torch
 def _float32_products(cfg: RunConfig, proc: Process):
     """TF32 for the run's CUDA float32 matmuls and convolutions when train.tf32 (and float32), else off."""
     return distributed.float32_products(distributed.tf32_active(cfg.train.tf32, cfg.train.dtype, proc.device))
+
+
+@contextmanager
+def _run_dir_held(run_dir: Path, proc: Process):
+    """Rank 0 holds the run directory's lock (hacm.lock) for the whole run; under torchrun every
+    rank learns whether it got it, so a refused run stops on all ranks instead of hanging."""
+    refused = None
+    if proc.is_main:
+        try:
+            lock.acquire(run_dir, "run directory")
+        except HacmError as e:
+            refused = e
+    if all_reduce_sum([float(refused is not None)], proc)[0] and refused is None:
+        raise HacmError(f"{run_dir}: rank 0 could not lock the run directory (see its error)")
+    if refused is not None:
+        raise refused
+    try:
+        yield
+    finally:
+        if proc.is_main:
+            lock.release(run_dir)
 
 
 def _protocol(name: str, doc: str):
@@ -190,7 +212,8 @@ def train_one_epoch(ddp: nn.Module, optimizer: torch.optim.Optimizer, data: _Dat
     data.train_loader.sampler.set_epoch(epoch)
     ddp.train()
     sums, clips, tic = {}, 0, time.perf_counter()
-    bar = tqdm(total=data.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False, disable=not proc.is_main)
+    bar = progress_bar(total=data.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
+                       disable=not proc.is_main)
     for i, (x, y) in enumerate(data.train_loader):
         if i == data.steps_per_epoch:
             break
@@ -291,7 +314,7 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, proc: Process) -> dict:
     if state is not None:   # a resumed run's summary starts from its last finished epoch
         done = [r for r in rundir.read_metrics(run_dir) if r.get("kind") == "epoch"]
         summary.update({k: v for k, v in (done[-1] if done else {}).items() if k != "kind"})
-    epochs = tqdm(range(start_epoch, t.epochs), desc=cfg.protocol, unit="epoch", disable=not proc.is_main,
+    epochs = progress_bar(range(start_epoch, t.epochs), desc=cfg.protocol, unit="epoch", disable=not proc.is_main,
                   initial=start_epoch, total=t.epochs)
     try:
         for epoch in epochs:
@@ -339,27 +362,32 @@ def knn(cfg: RunConfig, run_dir: str | Path) -> dict:
     try:
         if not proc.is_main:
             return {}
-        torch.manual_seed(cfg.train.seed)
-        cfg = resolve_precision(cfg, run_dir, False, proc.device)
-        rundir.prepare(cfg, run_dir, resume=False, is_main=True)
-        store = Store.open(cfg.data.store)
-        model = _model(cfg, store.num_classes, proc)
-        with _float32_products(cfg, proc):
-            feats = {part: extract_features(model, make_dataset(cfg, store, part, augment=False),
-                                            batch_size=cfg.train.batch_size, device=proc.device,
-                                            amp=cfg.train.amp, num_workers=cfg.data.num_workers)
-                     for part in ("train", "test")}
-        preds = knn_predict(*feats["train"], feats["test"][0], k=cfg.knn.k, temperature=cfg.knn.temperature,
-                            num_classes=store.num_classes)
-        writer = rundir.RunWriter(run_dir, True, tensorboard=cfg.train.tensorboard)
-        writer.predictions(feats["test"][1], {f"knn{k}": p for k, p in preds.items()})
-        record = {"kind": "knn", "epoch": 0, "step": 0, "pretrained": cfg.train.pretrained,
-                  "train_clips": len(feats["train"][1]), "test_clips": len(feats["test"][1]),
-                  **{f"knn{k}_acc": accuracy(p, feats["test"][1]) for k, p in preds.items()}}
-        writer.log(record)
-        summary = {"protocol": "knn", **{k: v for k, v in record.items() if k != "kind"}}
-        writer.summary(summary)
-        writer.close()
-        return summary
+        with lock.hold(run_dir, "run directory"):
+            return _knn(cfg, run_dir, proc)
     finally:
         distributed.stop(proc)
+
+
+def _knn(cfg: RunConfig, run_dir: Path, proc: Process) -> dict:
+    torch.manual_seed(cfg.train.seed)
+    cfg = resolve_precision(cfg, run_dir, False, proc.device)
+    rundir.prepare(cfg, run_dir, resume=False, is_main=True)
+    store = Store.open(cfg.data.store)
+    model = _model(cfg, store.num_classes, proc)
+    with _float32_products(cfg, proc):
+        feats = {part: extract_features(model, make_dataset(cfg, store, part, augment=False),
+                                        batch_size=cfg.train.batch_size, device=proc.device, amp=cfg.train.amp,
+                                        num_workers=cfg.data.num_workers)
+                 for part in ("train", "test")}
+    preds = knn_predict(*feats["train"], feats["test"][0], k=cfg.knn.k, temperature=cfg.knn.temperature,
+                        num_classes=store.num_classes)
+    writer = rundir.RunWriter(run_dir, True, tensorboard=cfg.train.tensorboard)
+    writer.predictions(feats["test"][1], {f"knn{k}": p for k, p in preds.items()})
+    record = {"kind": "knn", "epoch": 0, "step": 0, "pretrained": cfg.train.pretrained,
+              "train_clips": len(feats["train"][1]), "test_clips": len(feats["test"][1]),
+              **{f"knn{k}_acc": accuracy(p, feats["test"][1]) for k, p in preds.items()}}
+    writer.log(record)
+    summary = {"protocol": "knn", **{k: v for k, v in record.items() if k != "kind"}}
+    writer.summary(summary)
+    writer.close()
+    return summary

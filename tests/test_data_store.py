@@ -192,3 +192,45 @@ def test_ntu_splits_errors():
         ntu_splits("ntu60", [0, 1], [1, 1], [1, 1])
     with pytest.raises(HacmError, match="different lengths"):
         ntu_splits("ntu60", [1, 2], [1], [1])
+
+
+def test_a_flipped_byte_is_caught_when_its_chunk_is_first_read(tmp_path, monkeypatch):
+    import zlib
+
+    from hacm.data import store as store_module
+
+    monkeypatch.setattr(store_module, "CHUNK_BYTES", 1000)   # many chunks, samples across their edges
+    recs = random_records(12)
+    store = write_store(tmp_path / "store", recs)
+    data = (store.path / "frames.bin").read_bytes()
+    meta = json.loads((store.path / "meta.json").read_text())
+    assert meta["chunk_bytes"] == 1000 and len(meta["chunk_crc32"]) == -(-len(data) // 1000)
+    assert meta["chunk_crc32"] == [zlib.crc32(data[i:i + 1000]) for i in range(0, len(data), 1000)]
+    assert store.summary()["chunk_checksums"] == len(meta["chunk_crc32"])
+
+    victim = 7                                          # flip one bit of one float in sample 7
+    at = int(store.offsets[victim]) * 300 + 123
+    flipped = bytearray(data)
+    flipped[at] ^= 0x10
+    (store.path / "frames.bin").write_bytes(bytes(flipped))
+    reopened = Store.open(store.path)                   # opening stays cheap: nothing read yet
+    np.testing.assert_array_equal(reopened.frames(0), recs[0].frames)
+    with pytest.raises(HacmError, match=rf"frames.bin: bytes {at // 1000 * 1000}-\d+ \(chunk {at // 1000}\) "
+                                        r"do not match their checksum"):
+        reopened.frames(victim)
+    with pytest.raises(HacmError, match="checksum mismatch"):
+        Store.open(store.path, verify=True)
+
+
+def test_a_store_without_chunk_checksums_still_opens(store_and_records, caplog):
+    store, recs = store_and_records
+    meta_path = store.path / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if not k.startswith("chunk_")}))
+    with caplog.at_level("INFO", logger="hacm.store"):
+        old = Store.open(store.path, verify=True)        # the full check still holds
+    np.testing.assert_array_equal(old.frames(3), recs[3].frames)
+    assert old.summary()["chunk_checksums"] == 0
+    meta_path.write_text(json.dumps(meta | {"chunk_crc32": meta["chunk_crc32"][:-1] + [-1]}))
+    with pytest.raises(HacmError, match="field 'chunk_crc32' must list"):
+        Store.open(store.path)

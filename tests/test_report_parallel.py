@@ -46,15 +46,20 @@ def parallel_ws(workspace):  # noqa: F811
     return workspace
 
 
-def test_two_jobs_run_at_once_in_their_own_processes_with_half_the_threads(parallel_ws, capsys):
+def test_two_jobs_run_at_once_in_their_own_processes_with_half_the_threads(parallel_ws, capsys, monkeypatch):
+    from hacm import progress
+
     jobs = [{"name": "a", "notebook": "meet", "parameters": {"me": "a", "partner": "b"}},
             {"name": "b", "notebook": "meet", "parameters": {"me": "b", "partner": "a"}}]
     out = parallel_ws / "report"
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)     # a log line for every change, not one each 15 s
     result = run_batch(_batch(parallel_ws, jobs), out_dir=out, jobs=2)
     assert [j.status for j in result.jobs] == ["ok", "ok"], [j.error for j in result.jobs]
-    # the progress display: the batch's bar and a line per running job (its cell bar)
+    # the progress display, captured (not a terminal): plain lines of the batch's bar and of each
+    # running job (its cell bar)
     shown = capsys.readouterr().err
     assert "batch tiny" in shown and re.search(r"\ba: +\d+%", shown) and re.search(r"\bb: +\d+%", shown)
+    assert "\r" not in shown
     envs = [json.loads((out / name / "env.json").read_text()) for name in ("a", "b")]
     # each kernel's parent is a worker process of its own, not this interpreter
     assert envs[0]["ppid"] != envs[1]["ppid"] and os.getpid() not in {e["ppid"] for e in envs}

@@ -10,7 +10,7 @@ import pytest
 from hacm.config import to_yaml
 from hacm.errors import HacmError
 from hacm.rundir import load_run, read_predictions
-from hacm.study import StudyResult, StudyRun, run_study, slug
+from hacm.study import BEST_ON_TEST, ONE_EVALUATION, StudyResult, StudyRun, run_study, slug
 from test_train import make_toy_store, toy_config
 
 VARIANTS = {"base": {}, "no contrast": {"model.cc_weight": 0.0}, "base again": {"masking.tau": 0.9},
@@ -163,3 +163,43 @@ def test_best_is_named_only_outside_the_noise():
     assert noisy.best_verdict("knn1", ["tau 0.9"], "tau setting") == "Only one tau setting: nothing to compare."
     with pytest.raises(HacmError, match="two candidates"):
         noisy.best("knn1", ["tau 0.9"])
+
+
+def test_a_probe_evaluated_once_says_its_best_epoch_is_the_last(study):
+    _, result, _ = study           # the fixture's probe: 2 epochs, eval_every 2 -> one evaluation
+    assert all(r.extras["linprobe_evaluations"] == 1 for r in result.runs if "linprobe_evaluations" in r.extras)
+    assert result.headline("base")["best on test"].endswith(ONE_EVALUATION)
+    assert any(k.startswith(BEST_ON_TEST) and ONE_EVALUATION in k for k in result.table("base")[0])
+    evaluated_twice = StudyResult([StudyRun("a", 0, {}, {}, {"linprobe_evaluations": 2})], ["a"], [0], 1)
+    assert evaluated_twice._best_on_test_label() == BEST_ON_TEST
+
+
+def test_progress_names_the_phase_and_epoch_of_each_running_pipeline(study, tmp_path, monkeypatch):
+    import shutil
+
+    from hacm import study as study_module
+    from hacm.rundir import METRICS_FILE, SUMMARY_FILE
+
+    root, _, _ = study
+    where = tmp_path / "seed0"
+    shutil.copytree(root / "runs" / "base" / "seed0", where)
+    probe = where / "linprobe"                # stopped after its first of two epochs
+    (probe / SUMMARY_FILE).unlink()
+    first_epoch = next(line for line in (probe / METRICS_FILE).read_text().splitlines() if '"kind": "epoch"' in line)
+    (probe / METRICS_FILE).write_text(first_epoch + "\n" + '{"kind": "step", "ep')   # a line being written
+    plan = study_module._Plan("base", 0, where, load_run(where / "pretrain").config,
+                              {p: load_run(where / p).config for p in ("knn", "linprobe")})
+    assert study_module.phase_of(plan) == "linprobe epoch 1/2"
+    shutil.rmtree(probe)
+    assert study_module.phase_of(plan) == "linprobe starting"
+
+    status = tmp_path / "status"
+    monkeypatch.setenv("HACM_STATUS_FILE", str(status))
+    shown = study_module._StudyProgress(1, enabled=False)
+    try:
+        shown.start(plan)
+        assert status.read_text().strip() == "study 0/1 pipelines: base seed 0: linprobe starting"
+        shown.finish(plan)
+        assert status.read_text().strip() == "study 1/1 pipelines"
+    finally:
+        shown.close()

@@ -106,7 +106,9 @@ def format_summary(summary: dict) -> str:
              f"length    min {summary['length']['min']}, median {summary['length']['median']:g}, "
              f"max {summary['length']['max']} frames; {summary['total_frames']} frames in all",
              f"size      {summary['bytes']['total'] / 1e6:.1f} MB "
-             f"(frames.bin {summary['bytes']['frames.bin'] / 1e6:.1f} MB)"]
+             f"(frames.bin {summary['bytes']['frames.bin'] / 1e6:.1f} MB)",
+             f"checks    " + (f"{summary['chunk_checksums']} chunk CRC-32s, each checked when first read"
+                              if summary["chunk_checksums"] else "none as read (older store): use --verify")]
     names = list(summary["classes"])
     header = ["split", "train", "test"]
     lines.append("")

@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from hacm import lock
 from hacm.data.classes import DATASET_CLASSES
 from hacm.data.denoise import centre, denoise
 from hacm.data.raw_ntu import parse_sample_name, parse_skeleton_file
 from hacm.errors import FormatError, HacmError
 from hacm.fileio import make_dir, write_atomic, write_text_atomic
+from hacm.progress import progress_bar
 from hacm.skeleton import NUM_JOINTS
 
 CHUNK_FILES = 256          # files per part: bounds memory per worker and the work lost to a kill
@@ -304,7 +305,7 @@ def _write_parts(todo: list[_Chunk], total: int, dataset: str, num_classes: int,
                  progress: bool) -> None:
     """Convert the chunks in `todo` into part files, on `workers` processes, with a progress bar."""
     done = total - sum(len(c.paths) for c in todo)
-    with tqdm(total=total, initial=done, unit="file", desc=f"convert {dataset}", disable=not progress) as bar:
+    with progress_bar(total=total, initial=done, unit="file", desc=f"convert {dataset}", disable=not progress) as bar:
         jobs = [(c, dataset, num_classes) for c in todo]
         if workers == 1 or len(todo) <= 1:
             for job in jobs:
@@ -315,6 +316,7 @@ def _write_parts(todo: list[_Chunk], total: int, dataset: str, num_classes: int,
                     bar.update(n)
 
 
+@lock.writer_of("out_dir", "store directory")
 def convert_ntu(raw_dir, out_dir, dataset: str | None = None, *, workers: int | None = None,
                 allow_errors: bool = False, missing_list=None, progress: bool = True,
                 chunk_size: int = CHUNK_FILES) -> ConversionReport:

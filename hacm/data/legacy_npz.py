@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from hacm import lock
 from hacm.data.store import BENCHMARKS, PARTS, SampleRecord, Store, StoreWriter
 from hacm.errors import HacmError
 from hacm.fileio import make_dir, write_atomic
+from hacm.progress import progress_bar
 from hacm.skeleton import NUM_JOINTS
 
 LEGACY_FRAMES = 300
@@ -113,6 +114,7 @@ def legacy_to_frames(x: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(frames)
 
 
+@lock.writer_of("out_dir", "store directory")
 def import_npz(path, out_dir, benchmark: str | None = None, *, progress: bool = True) -> Store:
     """Convert a legacy file into a store whose split `<benchmark or 'legacy'>` is its train/test.
 
@@ -147,7 +149,7 @@ def import_npz(path, out_dir, benchmark: str | None = None, *, progress: bool = 
             with StoreWriter(out_dir, dataset=dataset, class_names=class_names) as writer:
                 for part in PARTS:
                     fp, shape, dtype = streams[part]
-                    bar = tqdm(total=shape[0], desc=f"import {part}", unit="clip", disable=not progress)
+                    bar = progress_bar(total=shape[0], desc=f"import {part}", unit="clip", disable=not progress)
                     i = 0
                     for chunk in _x_chunks(fp, path, f"x_{part}", shape, dtype):
                         for x in chunk:
@@ -211,7 +213,7 @@ def _write_x(zf, store: Store, idx: np.ndarray, key: str, pad_to: int, copy_sing
     truncated = 0
     with zf.open(key + ".npy", "w", force_zip64=True) as fp:
         np.lib.format.write_array_header_1_0(fp, header)
-        for start in tqdm(range(0, idx.size, per_chunk), desc=f"export {key}", unit="chunk",
+        for start in progress_bar(range(0, idx.size, per_chunk), desc=f"export {key}", unit="chunk",
                           disable=not progress):
             sel = idx[start:start + per_chunk]
             buf = np.zeros((sel.size, pad_to, ROW_WIDTH), dtype="<f4")  # [n, T, 150]

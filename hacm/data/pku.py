@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from hacm import lock
 from hacm.data.classes import PKU_MMD_CLASSES
 from hacm.data.convert import ConversionReport, write_store
 from hacm.data.raw_ntu import _line_field_counts
 from hacm.errors import FormatError, HacmError
+from hacm.progress import progress_bar
 from hacm.skeleton import NUM_JOINTS
 
 MAX_FRAMES = 300
@@ -156,6 +157,7 @@ def _pku_splits(phase: int, names: list[str], split_videos: dict) -> dict[str, d
             for proto, (train, test) in split_videos.items()}
 
 
+@lock.writer_of("out_dir", "store directory")
 def convert_pku(raw_dir, out_dir, phase: int, *, workers: int | None = None, allow_errors: bool = False,
                 progress: bool = True) -> ConversionReport:
     """Convert PKU-MMD Phase `phase` (1 or 2) into a store with pku<phase>-xsub / -xview splits."""
@@ -178,7 +180,7 @@ def convert_pku(raw_dir, out_dir, phase: int, *, workers: int | None = None, all
     jobs = [(v, label_dir / v.name) for v in videos]
     pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
     try:
-        with tqdm(total=len(jobs), unit="video", desc=f"convert {dataset}", disable=not progress) as bar:
+        with progress_bar(total=len(jobs), unit="video", desc=f"convert {dataset}", disable=not progress) as bar:
             results = pool.imap(_convert_video, jobs) if pool else map(_convert_video, jobs)
             rows, errors = write_store(
                 out_dir, dataset, PKU_MMD_CLASSES, _counted(results, bar), columns=("name",),

@@ -9,10 +9,17 @@ for NTU-120 X-sub). The store keeps only what was recorded and never needs the d
     index.npz    per-sample arrays: offsets, lengths, num_actors, labels, setup, camera,
                  performer, replication (integers) and names (unicode)
     splits.npz   "<benchmark>/<part>" -> int64 sample indices, part in {"train", "test"}
-    meta.json    format_version, dataset, class_names, num_samples, rows, checksum, created
+    meta.json    format_version, dataset, class_names, num_samples, rows, checksum, created;
+                 chunk_bytes, chunk_crc32 (stores written since per-chunk checks)
 
 The checksum is a sha256 over frames.bin followed by the index and split arrays (name, dtype,
-shape and bytes of each, in a fixed order), so it does not depend on zip timestamps.
+shape and bytes of each, in a fixed order), so it does not depend on zip timestamps; `verify`
+(`hacm data info --verify`) recomputes it, reading the whole store. The cheap check runs always:
+frames.bin is cut into CHUNK_BYTES chunks whose CRC-32s are in meta.json, and each chunk is
+checked the first time a process reads from it, so a flipped byte raises an error naming the
+chunk before the clip holding it reaches training (one CRC pass over the data per process; docs/data.md
+gives the measured cost). Stores written before it lack the two fields and are read without it:
+the format version is unchanged, since older hacm ignore the fields.
 StoreWriter streams: frames go to disk as they are added, only the small per-sample index stays
 in memory, and the finished files appear by atomic renames with meta.json last, so a reader never
 sees a half-written store.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import zipfile
 import zlib
@@ -58,6 +66,8 @@ META_FIELDS: tuple[str, ...] = (
     "format_version", "dataset", "class_names", "num_samples", "rows", "checksum", "created",
 )
 _HASH_CHUNK = 16 << 20
+CHUNK_BYTES = 4 << 20      # frames.bin bytes per CRC-32: the most a first read of one clip checks
+logger = logging.getLogger("hacm.store")
 
 
 @dataclass
@@ -132,6 +142,8 @@ class StoreWriter:
         self._tmp = self.path / (FRAMES_FILE + ".tmp")
         self._file = open(self._tmp, "wb")
         self._hash = hashlib.sha256()  # frames.bin is written sequentially, so it is hashed as it is written
+        self._chunk_crc32: list[int] = []
+        self._crc, self._crc_fill = 0, 0   # the CRC-32 of the chunk being written, and its bytes so far
         self._rows = 0
         self._names: list[str] = []
         self._seen: set[str] = set()
@@ -176,6 +188,7 @@ class StoreWriter:
         buf = memoryview(frames).cast("B")
         self._file.write(buf)
         self._hash.update(buf)
+        self._crc_chunks(buf)
         num_actors, length = frames.shape[:2]
         for k, v in (("offsets", self._rows), ("lengths", length), ("num_actors", num_actors),
                      ("labels", int(rec.label)), *meta.items()):
@@ -184,6 +197,18 @@ class StoreWriter:
         self._names.append(rec.name)
         self._seen.add(rec.name)
         return len(self._names) - 1
+
+    def _crc_chunks(self, buf: memoryview) -> None:
+        """Carry the per-chunk CRC-32s over bytes appended to frames.bin."""
+        pos = 0
+        while pos < len(buf):
+            take = min(CHUNK_BYTES - self._crc_fill, len(buf) - pos)
+            self._crc = zlib.crc32(buf[pos:pos + take], self._crc)
+            self._crc_fill += take
+            pos += take
+            if self._crc_fill == CHUNK_BYTES:
+                self._chunk_crc32.append(self._crc)
+                self._crc, self._crc_fill = 0, 0
 
     def finish(self, splits: dict[str, dict[str, np.ndarray]]) -> "Store":
         """Write index, splits and meta.json (with the checksum), publish atomically, reopen."""
@@ -203,6 +228,8 @@ class StoreWriter:
             "rows": self._rows,
             "checksum": _checksum_tail(self._hash, index, flat_splits),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "chunk_bytes": CHUNK_BYTES,
+            "chunk_crc32": self._chunk_crc32 + ([self._crc] if self._crc_fill else []),
         }
         tmp = {name: self.path / (name + ".tmp") for name in (INDEX_FILE, SPLITS_FILE, META_FILE)}
         # np.savez on an open file object keeps the exact name (a path would get ".npz" appended).
@@ -257,6 +284,9 @@ class Store:
         self.names = index["names"]
         self._splits = splits
         self._memmap: np.ndarray | None = None
+        self.chunk_bytes = int(meta.get("chunk_bytes", 0))
+        self.chunk_crc32: list[int] = list(meta.get("chunk_crc32", []))
+        self._checked = np.zeros(len(self.chunk_crc32), dtype=bool)   # chunks this process has checked
 
     @classmethod
     def open(cls, path, verify: bool = False) -> "Store":
@@ -276,6 +306,9 @@ class Store:
         store = cls(path, meta, index, splits)
         if verify:
             store.verify()
+        elif not store.chunk_crc32 and store.rows:
+            logger.info("%s: written before per-chunk checksums, so reads are not checked; "
+                        "`hacm data info --verify` checks it whole, rebuilding it adds the checks", path)
         return store
 
     # The memory map is opened lazily and not pickled, so DataLoader workers started with
@@ -308,7 +341,24 @@ class Store:
         if not 0 <= i < len(self):
             raise IndexError(f"sample index {i} out of range for a store of {len(self)} samples")
         start, a, t = int(self.offsets[i]), int(self.num_actors[i]), int(self.lengths[i])
+        if self.chunk_crc32:
+            self._check_chunks(start * ROW_BYTES, (start + a * t) * ROW_BYTES)
         return self._frames_map[start:start + a * t].reshape(a, t, *ROW_SHAPE)
+
+    def _check_chunks(self, lo: int, hi: int) -> None:
+        """Check the CRC-32 of every chunk of frames.bin bytes [lo, hi) not yet checked here."""
+        if hi <= lo:
+            return
+        raw = self._frames_map.reshape(-1).view(np.uint8)
+        for c in range(lo // self.chunk_bytes, (hi - 1) // self.chunk_bytes + 1):
+            if self._checked[c]:
+                continue
+            begin, end = c * self.chunk_bytes, min((c + 1) * self.chunk_bytes, raw.size)
+            if zlib.crc32(raw[begin:end]) != self.chunk_crc32[c]:
+                raise HacmError(f"{self.path / FRAMES_FILE}: bytes {begin}-{end - 1} (chunk {c}) do not match their "
+                                f"checksum in meta.json: the store is corrupt; rebuild it or restore it from a copy "
+                                f"(hacm data info --verify checks it whole)")
+            self._checked[c] = True
 
     def benchmarks(self) -> list[str]:
         return sorted({k.split("/")[0] for k in self._splits})
@@ -361,6 +411,7 @@ class Store:
             "length": {"min": int(lengths.min()), "median": float(np.median(lengths)),
                        "max": int(lengths.max())},
             "total_frames": int(self.lengths.sum()),
+            "chunk_checksums": len(self.chunk_crc32),
             "rows": self.rows,
             "bytes": {name: (self.path / name).stat().st_size for name in files}
                      | {"total": sum((self.path / name).stat().st_size for name in files)},
@@ -388,6 +439,14 @@ def _read_meta(path: Path) -> dict:
             raise HacmError(f"{path}: field {field!r} must be a {typ.__name__}, got {meta[field]!r}")
     if meta["num_samples"] < 0 or meta["rows"] < 0 or not meta["class_names"]:
         raise HacmError(f"{path}: fields 'num_samples'/'rows' must be >= 0 and 'class_names' non-empty")
+    if "chunk_crc32" in meta:
+        size, step, crcs = meta["rows"] * ROW_BYTES, meta.get("chunk_bytes"), meta["chunk_crc32"]
+        if not isinstance(step, int) or isinstance(step, bool) or step <= 0:
+            raise HacmError(f"{path}: field 'chunk_bytes' must be a positive integer, got {step!r}")
+        if not isinstance(crcs, list) or len(crcs) != -(-size // step) or \
+                not all(isinstance(c, int) and 0 <= c < 1 << 32 for c in crcs):
+            raise HacmError(f"{path}: field 'chunk_crc32' must list {-(-size // step)} CRC-32 values "
+                            f"(one per {step} bytes of frames.bin)")
     return meta
 
 

@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from hacm import lock
 from hacm.errors import HacmError
 from hacm.fileio import make_dir, write_text_atomic
+from hacm.progress import progress_bar
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, SYMMETRY_PAIRS
 
 FPS = 30.0
@@ -756,6 +757,7 @@ def _write_take(job) -> dict[str, int]:
     return counts
 
 
+@lock.writer_of("out_dir", "raw-file directory")
 def write_synthetic(out_dir, *, seed: int = 0, performers: int = 7, replications: int = 5,
                     cameras: Sequence[int] = (1, 2, 3), classes: Sequence[str] | None = None,
                     min_frames: int = 40, max_frames: int = 110, sensor: SensorModel = SensorModel(),
@@ -793,7 +795,7 @@ def write_synthetic(out_dir, *, seed: int = 0, performers: int = 7, replications
     workers = max(1, min(int(workers or os.cpu_count() or 1), len(takes)))
     with (multiprocessing.get_context().Pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:
         done = pool.imap_unordered(_write_take, takes, chunksize=8) if pool else map(_write_take, takes)
-        for counts in tqdm(done, total=len(takes), desc="synth", unit="take", disable=not progress):
+        for counts in progress_bar(done, total=len(takes), desc="synth", unit="take", disable=not progress):
             for name, value in counts.items():
                 setattr(summary, name, getattr(summary, name) + value)
     summary.seconds = time.perf_counter() - t0

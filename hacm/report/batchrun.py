@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from hacm import lock
 from hacm.report.batch import default_out_dir, load_batch
 from hacm.report.html import write_index
 from hacm.report.local import run_local
@@ -23,11 +24,17 @@ def run_batch(batch_yaml: str | Path, out_dir: str | Path | None = None, force: 
               progress: bool = True, *, jobs: int = 1, gpus_per_job: int = 1, executor: str = "local",
               slurm: SlurmOptions | None = None, wait: bool = True) -> BatchResult:
     """Run every job of a batch file in dependency order and write the report (hacm.report.runner
-    describes the records and the report directory)."""
+    describes the records and the report directory). The report directory is locked while the
+    call runs (hacm.lock): a second run of the same report is refused, naming this one."""
     batch = load_batch(batch_yaml)
     out = Path(out_dir).resolve() if out_dir is not None else default_out_dir(batch)
-    out.mkdir(parents=True, exist_ok=True)
     check_kernel()
+    with lock.hold(out, "report directory"):
+        return _run(batch, out, force, progress, jobs, gpus_per_job, executor, slurm, wait)
+
+
+def _run(batch, out: Path, force: bool, progress: bool, jobs: int, gpus_per_job: int, executor: str,
+         slurm: SlurmOptions | None, wait: bool) -> BatchResult:
     start = time.perf_counter()
     if executor == "local":
         results, interrupted = run_local(batch, out, force=force, jobs=jobs, gpus_per_job=gpus_per_job,
@@ -47,6 +54,11 @@ def collect_batch(batch_yaml: str | Path, out_dir: str | Path | None = None) -> 
     shown with the scheduler's state)."""
     batch = load_batch(batch_yaml)
     out = Path(out_dir).resolve() if out_dir is not None else default_out_dir(batch)
+    with lock.hold(out, "report directory"):   # it rewrites index.html and settled records
+        return _collect(batch, out)
+
+
+def _collect(batch, out: Path) -> BatchResult:
     start = time.perf_counter()
     results = collect_slurm(batch, out)
     for job in batch.jobs:

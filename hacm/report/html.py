@@ -64,9 +64,11 @@ def export_html(notebook: Path) -> None:
     _, hidden_name, code_name = exports(notebook.name)
     # the pages sit in <report>/<job>/: paths into the report are written relative to them
     root = notebook.resolve().parent.parent
-    notebook.with_name(hidden_name).write_text(_relative_paths(hidden.from_notebook_node(nb)[0], root, "../"))
-    notebook.with_name(code_name).write_text(_relative_paths(HTMLExporter(**offline).from_notebook_node(nb)[0],
-                                                             root, "../"))
+    # atomically: a reader of the report while the batch runs never opens half a page
+    write_text_atomic(notebook.with_name(hidden_name), _relative_paths(hidden.from_notebook_node(nb)[0], root, "../"),
+                      fsync=False)
+    write_text_atomic(notebook.with_name(code_name),
+                      _relative_paths(HTMLExporter(**offline).from_notebook_node(nb)[0], root, "../"), fsync=False)
 
 
 def _relative_paths(text: str, root: Path, prefix: str) -> str:

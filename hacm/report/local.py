@@ -9,7 +9,8 @@
 - Progress: one bar for the batch and a line per running job (its notebook's cell bar).
 - Ctrl-C: every running job's process gets SIGTERM, records itself as "interrupted" and stops its
   kernel; the index is written and the run ends with `interrupted` set. Running the batch again
-  skips the finished jobs and continues the interrupted ones in their kept directories.
+  skips the finished jobs and continues the interrupted ones in their kept directories. A batch
+  runner killed outright (kill -9) has the same effect on its jobs (`_stop_with_parent`).
 """
 from __future__ import annotations
 
@@ -22,13 +23,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from hacm.errors import HacmError
 from hacm.machine import usable_cores
+from hacm.progress import progress_bar, read_status
 from hacm.report.batch import Batch, Job
 from hacm.report.runner import JobPlan, JobResult, plan_job, read_record, write_record
-from hacm.report.worker import progress_file
+from hacm.report.worker import progress_file, status_file
 
 STOP_GRACE_S = 60          # how long an interrupted job may take to record itself and stop its kernel
 _POLL_S = 0.2
@@ -90,9 +90,10 @@ class _LocalRun:
         self.waiting: list[Job] = list(batch.jobs)
         self.running: dict[str, _Running] = {}
         self.plans: dict[str, JobPlan] = {}
-        self.bar = tqdm(total=len(batch.jobs), desc=f"batch {batch.name}", unit="job", disable=not progress)
-        self.lines = [tqdm(bar_format="{desc}", desc="", position=i + 1, disable=not progress, leave=False)
+        self.bar = progress_bar(total=len(batch.jobs), desc=f"batch {batch.name}", unit="job", disable=not progress)
+        self.lines = [progress_bar(bar_format="{desc}", desc="", position=i + 1, disable=not progress, leave=False)
                       for i in range(len(slots))]
+        self.shown = [""] * len(slots)
 
     def step(self) -> None:
         """Reap finished jobs, then decide or start every job whose dependencies are done."""
@@ -121,7 +122,8 @@ class _LocalRun:
         with open(logs / f"{plan.job.name}.log", "w") as log:
             # a session of its own: the terminal's Ctrl-C reaches this process only, which stops the jobs in order
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                       env=job_environment(dict(os.environ), self.threads, self.slots[slot]))
+                                       env=job_environment(dict(os.environ), self.threads, self.slots[slot]),
+                                       preexec_fn=_stop_with_parent())
         self.running[plan.job.name] = _Running(plan, process, slot, time.perf_counter())
 
     def _outcome(self, run: _Running, interrupted: bool = False) -> JobResult:
@@ -146,11 +148,17 @@ class _LocalRun:
         self.bar.update(1)
 
     def _show(self) -> None:
-        for line in self.lines:
-            line.set_description_str("", refresh=False)
-        for name, run in self.running.items():
-            self.lines[run.slot].set_description_str(_last_bar(progress_file(self.out, name)) or f"{name}: starting")
+        shown = {run.slot: self._job_line(name) for name, run in self.running.items()}
+        for slot, line in enumerate(self.lines):
+            if self.shown[slot] != shown.get(slot, ""):   # redraw (or print) a job's line when it changes
+                self.shown[slot] = shown.get(slot, "")
+                line.set_description_str(self.shown[slot], refresh=True)
         self.bar.set_postfix_str(f"{len(self.running)} running", refresh=True)
+
+    def _job_line(self, name: str) -> str:
+        """A running job's cell bar, and the status its notebook publishes (a study's pipelines)."""
+        status = read_status(status_file(self.out, name))
+        return " | ".join(filter(None, [_last_bar(progress_file(self.out, name)) or f"{name}: starting", status]))
 
     def stop(self) -> None:
         """Ctrl-C: every running job records itself as interrupted (SIGTERM), else is killed and
@@ -194,6 +202,18 @@ def run_local(batch: Batch, out: Path, *, force: bool, jobs: int, gpus_per_job: 
     finally:
         run.close()
     return run.done, interrupted
+
+
+def _stop_with_parent():
+    """What a job's process runs before it starts, so that if the batch runner dies (kill -9) the
+    job gets SIGTERM and stops as "interrupted", as on Ctrl-C, instead of running on unwatched (Linux;
+    None elsewhere). The next run of the batch continues it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl, PR_SET_PDEATHSIG = ctypes.CDLL(None, use_errno=True).prctl, 1   # looked up here, not in the child
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _last_bar(path: Path) -> str:

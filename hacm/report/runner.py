@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import hacm
+from hacm import lock
 from hacm.errors import HacmError
 from hacm.fileio import write_text_atomic
 from hacm.report.batch import Batch, Job, resolve_parameters
@@ -41,6 +42,7 @@ from hacm.report.html import export_html, exports
 
 KERNEL_NAME = "hacm"
 JOB_RECORD = ".job.json"
+JOB_LOCK_WAIT_S = 60.0      # as long as an interrupted job may take to record itself and stop its kernel
 _PACKAGE_DIR = Path(hacm.__file__).resolve().parent
 
 
@@ -113,7 +115,7 @@ def output_hash(job_dir: Path, notebook_name: str) -> str:
     h = hashlib.sha256()
     for p in sorted(job_dir.rglob("*")):
         rel = p.relative_to(job_dir)
-        if not p.is_file() or rel.as_posix() in skip:
+        if not p.is_file() or rel.as_posix() in skip or p.name == lock.LOCK_FILE:
             continue
         h.update(f"{rel.as_posix()}\0{_sha256_file(p)}\n".encode())
     return h.hexdigest()
@@ -201,7 +203,14 @@ def check_kernel() -> None:
 def execute_job(plan: JobPlan, progress) -> JobResult:
     """Execute one job into its directory, export its pages and write its record. `progress` is
     False or papermill's tqdm keywords for the cell bar. Ctrl-C (KeyboardInterrupt) ends the job as
-    "interrupted" and keeps its directory for the next run."""
+    "interrupted" and keeps its directory for the next run. The job's directory is locked
+    (hacm.lock) while it runs: a second process for the same job (a re-run while the job of a killed
+    runner still stops, a Slurm re-submission) waits up to JOB_LOCK_WAIT_S for it, then is refused."""
+    with lock.hold(plan.job_dir, "report job directory", wait_s=JOB_LOCK_WAIT_S):
+        return _execute(plan, progress)
+
+
+def _execute(plan: JobPlan, progress) -> JobResult:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -263,5 +272,6 @@ def _empty_dir(job_dir: Path) -> None:
     """A fresh directory: stale figures of an earlier run must not appear in this report."""
     if job_dir.exists():
         for p in sorted(job_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            p.rmdir() if p.is_dir() and not p.is_symlink() else p.unlink()
+            if p != job_dir / lock.LOCK_FILE:   # this process's own lock on the directory
+                p.rmdir() if p.is_dir() and not p.is_symlink() else p.unlink()
     job_dir.mkdir(parents=True, exist_ok=True)

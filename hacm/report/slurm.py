@@ -24,10 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from hacm.config import load_config
 from hacm.errors import HacmError
+from hacm.progress import progress_bar
 from hacm.report.batch import Batch, Job
 from hacm.report.local import log_tail
 from hacm.report.runner import JobResult, plan_job, read_record, resolved_parameters, write_record
@@ -203,7 +202,7 @@ def run_slurm(batch: Batch, out: Path, *, force: bool, options: SlurmOptions, pr
     run.submit_all()
     if not wait:
         return _with_live_states(run, run.poll()), False
-    bar = tqdm(total=len(batch.jobs), desc=f"batch {batch.name} (Slurm)", unit="job", disable=not progress)
+    bar = progress_bar(total=len(batch.jobs), desc=f"batch {batch.name} (Slurm)", unit="job", disable=not progress)
     try:
         while True:
             active = run.poll()

@@ -5,15 +5,18 @@ many notebooks share one interpreter), with its thread count and GPUs set in the
 Slurm executor runs `run_on_node` on a compute node. Either way the job's record is written by the
 process that ran it. SIGTERM (sent by the executor on Ctrl-C) ends the job as "interrupted".
 
-Exit status: 0 the job succeeded, 1 it failed, 130 it was interrupted.
+Exit status: 0 the job succeeded, 1 it failed, 2 it could not start (its directory is another
+process's), 130 it was interrupted.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 
+from hacm import progress
 from hacm.errors import HacmError
 from hacm.report.batch import Job, load_batch
 from hacm.report.runner import JobPlan, JobResult, execute_job, plan_job, read_record, resolved_parameters
@@ -24,6 +27,18 @@ EXIT_STATUS = {"ok": 0, "failed": 1, "interrupted": 130}     # the statuses exec
 def progress_file(out: Path, job_name: str) -> Path:
     """Where a job's process writes its cell bar; the local executor shows its last line."""
     return out / ".logs" / f"{job_name}.progress"
+
+
+def status_file(out: Path, job_name: str) -> Path:
+    """Where the job's notebook publishes its status line (hacm.progress.publish: a study's pipelines)."""
+    return out / ".logs" / f"{job_name}.status"
+
+
+def _notebook_progress(out: Path, job_name: str) -> None:
+    """The kernel (a child of this process) inherits these: its bars print plain lines into the
+    executed notebook, and its status line goes where the executor reads it."""
+    os.environ.setdefault(progress.STYLE_ENV, "lines")
+    os.environ[progress.STATUS_ENV] = str(status_file(out, job_name))
 
 
 def find_job(batch_path: str | Path, name: str) -> Job:
@@ -49,9 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     job = find_job(args.batch, args.job)
     bar_file = progress_file(args.out, job.name)
     bar_file.parent.mkdir(parents=True, exist_ok=True)
+    status_file(args.out, job.name).unlink(missing_ok=True)
+    _notebook_progress(args.out, job.name)
     with open(bar_file, "w") as bar:
         progress = {"desc": job.name, "file": bar, "mininterval": 0.5, "ascii": True, "ncols": 80}
-        result = execute_job(JobPlan(job, args.out / job.name, resolved_parameters(job, args.out), args.key), progress)
+        try:
+            result = execute_job(JobPlan(job, args.out / job.name, resolved_parameters(job, args.out), args.key),
+                                 progress)
+        except HacmError as exc:   # e.g. another process runs this job: one line for the executor's record
+            print(f"hacm: error: {exc}", file=sys.stderr)
+            return 2
     return EXIT_STATUS[result.status]
 
 
@@ -65,6 +87,7 @@ def run_on_node(batch_path: str, out: str, job_name: str, force: bool) -> JobRes
     if missing:
         raise HacmError(f"job {job_name}: dependencies {', '.join(missing)} have no record in {out_dir}")
     plan = plan_job(job, out_dir, done, force)
+    _notebook_progress(out_dir, job_name)
     result = plan.result or execute_job(plan, False)
     if not result.succeeded:
         raise HacmError(f"job {job_name} {result.status}: {result.error}")
