@@ -7,12 +7,15 @@ only the width reduced, from the same weights, batch and masking noise.
 """
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from hacm import config
 from hacm.checkpoint import load_mamp_classifier
+from hacm.data.dataset import SkeletonDataset
+from hacm.data.store import SampleRecord, StoreWriter
 from hacm.errors import HacmError
 from hacm.model import HACM, ActionClassifier, FinetuneHead
 from hacm.optim import lr_at, make_optimizer, param_groups, set_lr
@@ -191,3 +194,47 @@ def test_mamp_pretraining_step(pretrain_ref, monkeypatch):
         torch.testing.assert_close(params[name].grad, grad, rtol=1e-4, atol=ATOL, msg=name)
     opt.step()
     assert_same_update(params, ref["after"], ref["grads"], ref["lr"])
+
+
+class _Draws:
+    """Stands in for the dataset's numpy Generator and hands out MAMP's recorded draws."""
+
+    def __init__(self, run: dict):
+        self.run = run
+
+    def uniform(self, low, high, size=None):
+        if size is None:                                   # the crop ratio: MAMP's rand * (p1 - p0) + p0
+            return self.run["p"] * (high - low) + low
+        assert size == 3 and (low, high) == (-0.3, 0.3)   # the rotation angles about x, y, z
+        return self.run["angles"].double().numpy()
+
+    def integers(self, low, high):
+        assert low == 0
+        return self.run["bias"]
+
+
+def test_mamp_feeder_augmentations_and_streams(tmp_path, monkeypatch):
+    ref = torch.load(PARITY / "mamp_feeder.pt", weights_only=True)
+    with StoreWriter(tmp_path / "store", dataset="synth", class_names=["a", "b", "c", "d"]) as w:
+        for i, rows in enumerate(ref["clips"]):
+            frames = rows.numpy().reshape(len(rows), 2, 25, 3).transpose(1, 0, 2, 3)   # MAMP's T x (M V C)
+            w.add(SampleRecord(f"c{i}", i, np.ascontiguousarray(frames[: 1 + bool(frames[1].any())])))
+        n = len(ref["clips"])
+        store = w.finish({"synth-xsub": {"train": np.arange(n), "test": np.arange(n)}})
+    floor_vs_round = []
+    for run in ref["runs"]:
+        ds = SkeletonDataset(store, "synth-xsub", run["split"], window_size=ref["window"], p_interval=run["p_interval"],
+                             random_rot=run["random_rot"], rot_range=0.3, bone=run["bone"], vel=run["vel"])
+        monkeypatch.setattr(np.random, "default_rng", lambda seed, run=run: _Draws(run))
+        x = ds.clip(run["index"])
+        valid = len(ref["clips"][run["index"]])
+        if run["p"] is not None:
+            p = run["p"] * (run["p_interval"][1] - run["p_interval"][0]) + run["p_interval"][0]
+            if max(64, int(np.floor(valid * p))) != max(64, int(round(p * valid))) and valid > 64:
+                # MAMP floors the crop length, hacm rounds it (docs/differences.md): one frame more here
+                floor_vs_round.append(run["index"])
+                continue
+        np.testing.assert_allclose(x, run["x"].numpy(), rtol=0, atol=ATOL, err_msg=str({k: run[k] for k in (
+            "split", "bone", "vel", "index")}))
+    monkeypatch.undo()
+    assert len(floor_vs_round) < len(ref["runs"]) // 2, floor_vs_round     # most draws compared exactly

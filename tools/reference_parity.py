@@ -20,6 +20,9 @@ weights_only=True), at a reduced width (dim 16, 2 blocks, 12 frames) so the file
   util/lr_decay.param_groups_lrd with layer decay 0.8 and weight decay 0.05, timm's label
   smoothing 0.1, head dropout 0.3 drawn after torch.manual_seed, lr from util/lr_sched at a
   fractional epoch): the loss, every gradient and every updated tensor.
+- mamp_feeder.pt: MAMP's feeder on clips of 40-130 frames (one and two actors): training crops with
+  rotation for the joint, bone and motion streams, with its random draws (crop ratio, offset,
+  angles), and the test feeder's centred crop.
 - mamp_pretrain.pt: MAMP's `model_mamp.transformer.Transformer`, one pre-training step on
   two-actor clips: the uniform noise of its Gumbel draw, the mask, the prediction, the loss, every
   gradient, and the weights after AdamW (timm add_weight_decay, betas 0.9/0.95) at the lr of
@@ -206,6 +209,56 @@ def pretrain_fixture(mamp: Path, timm) -> dict:
             "masking": dict(mask_ratio=MASK_RATIO, tau=TAU)}
 
 
+FEEDER_WINDOW = 20
+# (recorded frames, actors) of the feeder's clips: below and above MAMP's 64-frame crop floor
+FEEDER_CLIPS = ((40, 1), (70, 2), (100, 1), (130, 2))
+
+
+def feeder_fixture(mamp: Path, timm) -> dict:
+    """MAMP's feeder (feeder/feeder_ntu.py, feeder/tools.py) on clips stored as its 300-frame .npz
+    rows, with every random draw recorded: the crop ratio and offset (numpy) and the rotation angles
+    (torch), for the training (p_interval 0.5-1, random_rot) and test (p_interval 0.95) feeders and
+    the joint, bone and motion streams."""
+    import numpy as np
+    from feeder import feeder_ntu, tools
+
+    g = np.random.default_rng(4)
+    clips = []
+    for frames, actors in FEEDER_CLIPS:
+        x = np.zeros((300, 2 * 25 * 3), np.float32)                     # MAMP's npz row layout: T x (M V C)
+        x[:frames, :actors * 75] = g.normal(size=(frames, actors * 75)).cumsum(0) * 0.05 + g.normal(size=actors * 75)
+        clips.append(x)
+    data = np.stack(clips)
+    labels = np.arange(len(clips))
+    out = {"clips": [torch.from_numpy(c[:f]) for c, (f, _) in zip(clips, FEEDER_CLIPS)],   # recorded frames only
+           "window": FEEDER_WINDOW, "runs": []}
+    rand, randint, rot_of = np.random.rand, np.random.randint, tools._rot
+    streams = ((False, False), (True, False), (False, True))
+    for split, p_interval, rotate, kinds in (("train", [0.5, 1.0], True, streams), ("test", [0.95], False, streams[:1])):
+        for bone, vel in kinds:
+            feeder = feeder_ntu.Feeder.__new__(feeder_ntu.Feeder)       # its __getitem__ on our rows
+            feeder.data, feeder.label, feeder.p_interval = data.reshape(len(data), 300, 2, 25, 3).transpose(0, 4, 1, 3, 2), labels, p_interval
+            feeder.window_size, feeder.random_rot, feeder.bone, feeder.vel = FEEDER_WINDOW, rotate, bone, vel
+            for i in range(len(data)):
+                draws = {}
+                # rand(1)[0]: the same draw as a scalar; MAMP's int(np.floor(array of one)) needs numpy < 2
+                np.random.rand = lambda *a: draws.setdefault("p", rand(*a)[0])
+                np.random.randint = lambda *a: draws.setdefault("bias", randint(*a))
+                tools._rot = lambda r: (draws.setdefault("angles", r[0].clone()), rot_of(r))[1]
+                try:
+                    np.random.seed(100 + i)
+                    torch.manual_seed(100 + i)
+                    x, _, _ = feeder[i]
+                finally:
+                    np.random.rand, np.random.randint, tools._rot = rand, randint, rot_of
+                out["runs"].append({"split": split, "p_interval": p_interval, "random_rot": rotate, "bone": bone,
+                                    "vel": vel, "index": i, "x": torch.as_tensor(np.asarray(x)),
+                                    "p": float(draws["p"]) if "p" in draws else None,
+                                    "bias": int(draws["bias"]) if "bias" in draws else None,
+                                    "angles": draws.get("angles")})
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mamp", type=Path, required=True, help="a checkout of github.com/maoyunyao/MAMP")
@@ -226,7 +279,8 @@ def main(argv=None) -> None:
     meta = {"mamp_commit": commit, "torch": str(torch.__version__), "timm": str(timm.__version__),
             "width": dict(dim=DIM, depth=DEPTH, heads=HEADS, frames=FRAMES, t_patch=T_PATCH, classes=CLASSES,
                           hidden=HIDDEN, decoder_dim=DECODER_DIM, decoder_depth=DECODER_DEPTH)}
-    for name, make in (("mamp_eval.pt", eval_fixture), ("mamp_pretrain.pt", pretrain_fixture)):
+    for name, make in (("mamp_eval.pt", eval_fixture), ("mamp_pretrain.pt", pretrain_fixture),
+                       ("mamp_feeder.pt", feeder_fixture)):
         data = {"meta": meta, **make(mamp, timm)}
         tmp = args.out / f".{name}.tmp"
         torch.save(data, tmp)
