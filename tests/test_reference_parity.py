@@ -1,4 +1,4 @@
-"""hacm against MAMP's own code, step by step, at a reduced width.
+"""hacm against MAMP's and the HA-CM release's own code, step by step, at a reduced width.
 
 The fixtures in tests/data/parity/ hold only numbers that MAMP's code computed (its models, its
 main_*.py optimiser set-ups, its lr schedule, timm's helpers it calls); tools/reference_parity.py
@@ -17,10 +17,12 @@ from hacm.checkpoint import load_mamp_classifier
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.store import SampleRecord, StoreWriter
 from hacm.errors import HacmError
+from hacm.geometry import RELEASE_BALL_EPS
 from hacm.model import HACM, ActionClassifier, FinetuneHead
 from hacm.optim import lr_at, make_optimizer, param_groups, set_lr
 
 PARITY = Path(__file__).parent / "data" / "parity"
+UPSTREAM = Path(__file__).parent / "data" / "upstream"
 ATOL = 1e-5
 
 
@@ -46,12 +48,12 @@ def pretrain_ref():
     return torch.load(PARITY / "mamp_pretrain.pt", weights_only=True)
 
 
-def mamp_config(name: str, ref: dict, **sections) -> config.RunConfig:
-    """A shipped mamp_* config at the fixture's reduced width (every other value as shipped)."""
+def mamp_config(name, ref: dict, model: dict | None = None, **sections) -> config.RunConfig:
+    """A shipped mamp_* config (or an authors' YAML) at the fixture's reduced width (every other value as given)."""
     w = ref["meta"]["width"]
     cfg = config.load_config(name)
     model = dict(dim=w["dim"], depth=w["depth"], heads=w["heads"], num_frames=w["frames"], t_patch=w["t_patch"],
-                 decoder_dim=w["decoder_dim"], decoder_depth=w["decoder_depth"], drop_path=0.0)
+                 decoder_dim=w["decoder_dim"], decoder_depth=w["decoder_depth"], drop_path=0.0, **(model or {}))
     return config.replace(cfg, model=model, data=dict(window_size=w["frames"]), **sections)
 
 
@@ -80,6 +82,21 @@ def test_mamp_checkpoint_and_head_give_mamps_logits(eval_ref, protocol):
         skipped = classifier(cfg, eval_ref, protocol, pool=False).eval()(x)
     gap = (skipped - ref["logits"]).abs().amax(1)
     assert gap[[1, 3]].max() < ATOL and gap[[0, 2]].min() > 1e-2, gap
+
+
+@pytest.mark.parametrize("protocol", ["linprobe", "finetune"])
+def test_release_checkpoint_and_head_give_the_releases_logits(protocol):
+    # the authors' own downstream YAML read by hacm (pooling switched on by the translation), with the
+    # release's ball projection: its 18-joint hyperbolic encoder and heads give its logits
+    ref = torch.load(PARITY / "release_eval.pt", weights_only=True)
+    yaml = UPSTREAM / "hacm" / "ntu60_xsub_joint" / f"{protocol}.yaml"
+    cfg = mamp_config(yaml, ref, model=dict(ball_eps=RELEASE_BALL_EPS))
+    assert cfg.model.pool_absent_actors and cfg.model.geometry == "poincare" and cfg.model.prune
+    clf = classifier(cfg, ref, protocol).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(clf(ref["x"]), ref[protocol]["logits"], rtol=0, atol=ATOL)
+        if protocol == "linprobe":
+            torch.testing.assert_close(clf.features(ref["x"]), ref["linprobe"]["features"], rtol=0, atol=ATOL)
 
 
 def test_mamp_linear_probe_step(eval_ref):

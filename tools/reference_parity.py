@@ -1,6 +1,6 @@
 """Regenerate the reference-parity fixtures (tests/data/parity/) by running MAMP's own code.
 
-    python tools/reference_parity.py --mamp path/to/MAMP-checkout [--out tests/data/parity]
+    python tools/reference_parity.py --mamp path/to/MAMP [--release path/to/HA-CM-main] [--out tests/data/parity]
 
 Not run by the test suite: the tests read the fixtures this writes, so they pass from a fresh clone
 without MAMP's code or the network. Run it with a Python that has torch and timm 0.4.12 (MAMP's
@@ -12,6 +12,8 @@ functions used here needs: where torchvision cannot be imported, a stand-in modu
 Only numbers are written (tensors and floats in `torch.save` files that load with
 weights_only=True), at a reduced width (dim 16, 2 blocks, 12 frames) so the files stay small:
 
+- release_eval.pt (with --release): the same for the HA-CM release's downstream model (18 token
+  joints, its Poincare-ball map with its 1 - 1e-5 projection).
 - mamp_eval.pt: MAMP's downstream `model.transformer.Transformer` with random weights and random
   BatchNorm statistics; for the linear probe (its head wrapped in BatchNorm1d(affine=False) as
   main_linprobe.py does) and the fine-tune head (hidden width 16 instead of 2048): pooled
@@ -111,8 +113,9 @@ def grads_and_update(model, optimizer, loss, before: dict) -> dict:
     return {"loss": loss.detach(), "grads": grads, "after": after}
 
 
-def eval_fixture(mamp: Path, timm) -> dict:
-    from model.transformer import ActionHeadFinetune, Transformer   # MAMP's downstream model
+def eval_fixture(timm, joints: int = 25) -> dict:
+    """The downstream model on sys.path (MAMP's, or the release's with `joints` 18 and its ball map)."""
+    from model.transformer import ActionHeadFinetune, Transformer
     from util import lr_decay, lr_sched
 
     x = clips(4, seed=1, single=(0, 2))            # clips 0 and 2 single-actor, 1 and 3 two-actor
@@ -121,7 +124,7 @@ def eval_fixture(mamp: Path, timm) -> dict:
     for protocol in ("linprobe", "finetune"):
         torch.manual_seed(0)
         model = Transformer(dim_in=3, num_classes=CLASSES, dim_feat=DIM, depth=DEPTH, num_heads=HEADS,
-                            num_frames=FRAMES, num_joints=25, t_patch_size=T_PATCH, protocol=protocol)
+                            num_frames=FRAMES, num_joints=joints, t_patch_size=T_PATCH, protocol=protocol)
         g = torch.Generator().manual_seed(2)
         if protocol == "linprobe":
             # main_linprobe.py: trunc-normal head, then BatchNorm1d(affine=False, eps=1e-6) before it
@@ -130,7 +133,7 @@ def eval_fixture(mamp: Path, timm) -> dict:
             randomise_bn(model.head.fc[0], g)
         else:
             model.head = ActionHeadFinetune(dropout_ratio=0.3, dim_feat=DIM, num_classes=CLASSES,
-                                            hidden_dim=HIDDEN)
+                                            num_joints=joints, hidden_dim=HIDDEN)
             model.head.apply(model._init_weights)
             randomise_bn(model.head.bn, g)
         pooled = {}
@@ -169,7 +172,7 @@ def eval_fixture(mamp: Path, timm) -> dict:
     return out
 
 
-def pretrain_fixture(mamp: Path, timm) -> dict:
+def pretrain_fixture(timm) -> dict:
     from model_mamp.transformer import Transformer             # MAMP's pre-training model
     from util import lr_sched
 
@@ -214,7 +217,7 @@ FEEDER_WINDOW = 20
 FEEDER_CLIPS = ((40, 1), (70, 2), (100, 1), (130, 2))
 
 
-def feeder_fixture(mamp: Path, timm) -> dict:
+def feeder_fixture(timm) -> dict:
     """MAMP's feeder (feeder/feeder_ntu.py, feeder/tools.py) on clips stored as its 300-frame .npz
     rows, with every random draw recorded: the crop ratio and offset (numpy) and the rotation angles
     (torch), for the training (p_interval 0.5-1, random_rot) and test (p_interval 0.95) feeders and
@@ -262,30 +265,50 @@ def feeder_fixture(mamp: Path, timm) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mamp", type=Path, required=True, help="a checkout of github.com/maoyunyao/MAMP")
+    ap.add_argument("--release", type=Path, default=None,
+                    help="a checkout of github.com/YinxPeng/HA-CM-main (its downstream model: release_eval.pt)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "data" / "parity")
     args = ap.parse_args(argv)
     mamp = args.mamp.resolve()
     if not (mamp / "model_mamp" / "transformer.py").is_file():
         ap.error(f"--mamp {mamp}: expected MAMP's checkout (model_mamp/transformer.py is not there)")
-    sys.path.insert(0, str(mamp))
     timm = import_timm()
-    try:
-        commit = subprocess.run(["git", "-C", str(mamp), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown (not a git checkout)"
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"mamp_commit": commit, "torch": str(torch.__version__), "timm": str(timm.__version__),
-            "width": dict(dim=DIM, depth=DEPTH, heads=HEADS, frames=FRAMES, t_patch=T_PATCH, classes=CLASSES,
-                          hidden=HIDDEN, decoder_dim=DECODER_DIM, decoder_depth=DECODER_DEPTH)}
-    for name, make in (("mamp_eval.pt", eval_fixture), ("mamp_pretrain.pt", pretrain_fixture),
-                       ("mamp_feeder.pt", feeder_fixture)):
-        data = {"meta": meta, **make(mamp, timm)}
+    width = dict(dim=DIM, depth=DEPTH, heads=HEADS, frames=FRAMES, t_patch=T_PATCH, classes=CLASSES,
+                 hidden=HIDDEN, decoder_dim=DECODER_DIM, decoder_depth=DECODER_DEPTH)
+    jobs = [(mamp, "mamp", "mamp_eval.pt", eval_fixture), (mamp, "mamp", "mamp_pretrain.pt", pretrain_fixture),
+            (mamp, "mamp", "mamp_feeder.pt", feeder_fixture)]
+    if args.release is not None:
+        jobs.append((args.release.resolve(), "release", "release_eval.pt", lambda t: eval_fixture(t, joints=18)))
+    for root, who, name, make in jobs:
+        _use_checkout(root)
+        meta = {f"{who}_commit": _commit(root), "torch": str(torch.__version__), "timm": str(timm.__version__),
+                "width": width}
+        data = {"meta": meta, **make(timm)}
         tmp = args.out / f".{name}.tmp"
         torch.save(data, tmp)
         tmp.replace(args.out / name)
         print(f"wrote {args.out / name} ({(args.out / name).stat().st_size / 1024:.0f} KiB)")
+
+
+def _use_checkout(root: Path) -> None:
+    """Put one reference checkout first on sys.path; both have top-level `model`, `util`, `feeder`."""
+    for name in [m for m in sys.modules if m.split(".")[0] in ("model", "model_mamp", "util", "feeder")]:
+        del sys.modules[name]
+    sys.path[:] = [str(root)] + [p for p in sys.path if p not in _CHECKOUTS]
+    _CHECKOUTS.add(str(root))
+
+
+_CHECKOUTS: set[str] = set()
+
+
+def _commit(root: Path) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
 
 
 if __name__ == "__main__":
