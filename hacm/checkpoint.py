@@ -183,6 +183,45 @@ def load_mamp_state_dict(encoder: Encoder, state_dict: dict) -> LoadReport:
     return LoadReport(sorted(accepted), missing, unexpected, sorted(ignored), interpolated)
 
 
+# MAMP's classifier heads under hacm's names. MAMP's linear probe wraps its fc as
+# Sequential(BatchNorm1d(affine=False), fc) (main_linprobe.py); its fine-tune head has hacm's names.
+_MAMP_HEAD_KEYS = {
+    "linprobe": {"head.fc.0.running_mean": "head.bn.running_mean", "head.fc.0.running_var": "head.bn.running_var",
+                 "head.fc.0.num_batches_tracked": "head.bn.num_batches_tracked",
+                 "head.fc.1.weight": "head.fc.weight", "head.fc.1.bias": "head.fc.bias"},
+    "finetune": {f"head.{k}": f"head.{k}" for k in (
+        "fc1.weight", "fc1.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
+        "bn.num_batches_tracked", "fc2.weight", "fc2.bias")},
+}
+
+
+def load_mamp_classifier(model: ActionClassifier, state_dict: dict) -> LoadReport:
+    """Load a MAMP / HA-CM release linear-probe or fine-tune checkpoint (encoder and head) into
+    `model`. Every encoder and head tensor must be there with its shape; a missing one raises
+    HacmError naming it (a half-random classifier would give plausible, wrong logits)."""
+    if isinstance(state_dict, dict) and isinstance(state_dict.get("model"), dict):
+        state_dict = state_dict["model"]
+    state = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    names = _MAMP_HEAD_KEYS[model.protocol]
+    head_src = {k: v for k, v in state.items() if k.startswith("head.")}
+    report = load_mamp_state_dict(model.encoder, {k: v for k, v in state.items() if not k.startswith("head.")})
+    own = model.state_dict()
+    missing = report.missing + sorted(k for k in names if k not in head_src)
+    if missing:
+        raise HacmError(f"MAMP {model.protocol} checkpoint: no value for {', '.join(missing[:6])}"
+                        f"{' ...' if len(missing) > 6 else ''}")
+    head = {}
+    for key, ours in names.items():
+        value = head_src[key]
+        if value.shape != own[ours].shape:
+            raise HacmError(f"checkpoint key {key!r}: shape {list(value.shape)} does not match the "
+                            f"{model.protocol} head's {list(own[ours].shape)} (check dim and the class count)")
+        head[ours] = value
+    model.load_state_dict(head, strict=False)
+    unexpected = report.unexpected + sorted(k for k in head_src if k not in names)
+    return LoadReport(report.loaded + sorted(head), [], unexpected, report.ignored, report.interpolated)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pre-trained encoders: hacm runs and original MAMP / HA-CM checkpoints
 

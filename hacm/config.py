@@ -51,6 +51,7 @@ CC_SIMILARITIES = ("cosine", "release")    # hacm.losses.cross_contrast
 STRATEGIES = ("hacm", "spatial_only", "temporal_only", "motion", "random")
 ATTENTION_VARIANTS = ("standard", "release")
 NORMALISATIONS = ("standard", "release")
+KEEP_COUNTS = ("round", "floor")            # hacm.masking.num_keep
 
 # What a strategy means when a key is not given: a strategy name brings its method's settings, so
 # "motion" is MAMP (masks the high-motion tokens over all patches, MAMP's normalisation) and
@@ -75,6 +76,9 @@ class MaskingConfig:
     normalise: str | None = None         # standard: (s - mean) / std / tau | release: s / (tau * max|s|)
     attention: str = "standard"   # standard (softmax over time, 1/sqrt(d)) | release (softmax over joints, *sqrt(d))
     parent_weight: float = 0.01
+    # tokens kept of a branch of L: round((1 - mask_ratio) * L), or MAMP's int(L * (1 - mask_ratio)),
+    # which floors the float product (74 of 750 at mask_ratio 0.9, where round gives 75)
+    keep_count: str = "round"
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -88,6 +92,9 @@ class MaskingConfig:
         if self.normalise not in NORMALISATIONS:
             raise ConfigError(f"masking.normalise: expected one of {', '.join(NORMALISATIONS)}, "
                               f"got {self.normalise!r}")
+        if self.keep_count not in KEEP_COUNTS:
+            raise ConfigError(f"masking.keep_count: expected one of {', '.join(KEEP_COUNTS)}, "
+                              f"got {self.keep_count!r}")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ConfigError(f"masking.mask_ratio: expected a number in [0, 1), got {self.mask_ratio!r}")
         if not self.tau > 0:
@@ -128,6 +135,10 @@ class ModelConfig:
     cc_similarity: str = "cosine"   # cosine (/ cc_temperature) | release (raw dot products: saturated)
     cc_temperature: float = 0.1     # softmax temperature of the cosine cross-contrast
     cc_odd_even_term: bool = False  # the release's third (odd vs even) similarity term
+    # Downstream (features, linear probe, fine-tune, kNN): encode the all-zero actor slot of a
+    # single-actor clip and average it in, as MAMP and the release do, or skip it (hacm).
+    # Pre-training always skips absent actors.
+    pool_absent_actors: bool = False
 
     def __post_init__(self):
         for name in ("num_frames", "t_patch", "dim_in", "dim", "depth", "heads", "decoder_dim"):

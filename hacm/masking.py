@@ -9,7 +9,7 @@ time-major: flat position p = t * V + v. Masking works in three steps:
    `attention_scores`, `motion_scores`; `random` scores nothing and samples uniformly).
 3. Sampling (`sample_keep`): each branch's scores become keep probabilities (`keep_log_probs`:
    the release's or a standardised normalisation, then / tau) and Gumbel-Max top-k keeps
-   k = round((1 - mask_ratio) * L_branch) tokens, returned as flat grid positions, so the decoder
+   k = round((1 - mask_ratio) * L_branch) tokens (`masking.keep_count: floor`: MAMP's int(...)), returned as flat grid positions, so the decoder
    can put every kept token back at its own (time, joint) slot (`restore`), unlike the release
    (docs/differences.md). `keep_spread` says how far the draw is from random masking.
 
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 # The schema (and its allowed values) lives in hacm.config, importable without torch; hacm.viz
 # reads STRATEGIES here.
-from .config import ATTENTION_VARIANTS, NORMALISATIONS, STRATEGIES, MaskingConfig  # noqa: F401
+from .config import ATTENTION_VARIANTS, KEEP_COUNTS, NORMALISATIONS, STRATEGIES, MaskingConfig  # noqa: F401
 from .errors import ConfigError
 from .geometry import Geometry
 
@@ -46,8 +46,14 @@ def branch_positions(patches: Tensor, num_joints: int) -> Tensor:
     return (patches[:, None] * num_joints + torch.arange(num_joints)).flatten()
 
 
-def num_keep(length: int, mask_ratio: float) -> int:
-    return int(round((1.0 - mask_ratio) * length))
+def num_keep(length: int, mask_ratio: float, keep_count: str = "round") -> int:
+    """Tokens kept of `length`: rounded (hacm) or floored as MAMP's int(L * (1 - mask_ratio))."""
+    kept = (1.0 - mask_ratio) * length
+    if keep_count == "floor":
+        return int(kept)
+    if keep_count == "round":
+        return int(round(kept))
+    raise ConfigError(f"masking.keep_count: expected one of {', '.join(KEEP_COUNTS)}, got {keep_count!r}")
 
 
 def masked_grid(keep: Tensor, length: int) -> Tensor:
@@ -182,7 +188,7 @@ def sample_keep(branch_scores: list[Tensor], positions: list[Tensor], cfg: Maski
     keeps, log_ps = [], []
     for scores, pos in zip(branch_scores, positions):
         log_p = keep_log_probs(scores, cfg.tau, cfg.normalise)                      # [S, L_b]
-        idx = gumbel_topk(log_p, num_keep(len(pos), cfg.mask_ratio), generator, cfg.keep_high)  # [S, k_b]
+        idx = gumbel_topk(log_p, num_keep(len(pos), cfg.mask_ratio, cfg.keep_count), generator, cfg.keep_high)  # [S, k_b]
         keeps.append(pos.to(idx.device)[idx].sort(-1).values)
         log_ps.append(log_p)
     return tuple(keeps), tuple(log_ps)

@@ -3,7 +3,8 @@ downstream classifier, and loading of MAMP/HA-CM release checkpoints.
 
 Shapes: a clip batch is x [N, C, T, 25, M]; every non-empty actor becomes one sequence, so the
 models work on S <= N*M "present" sequences [S, T, 25, C]. All-zero actors (single-person clips
-stored with M=2) are skipped entirely: they cost nothing and do not enter losses or statistics.
+stored with M=2) are skipped entirely: they cost nothing and do not enter losses or statistics
+(`model.pool_absent_actors` encodes and pools them downstream, as MAMP and the release do).
 Tokens form a (time patch, joint) grid [S, TP, V, D], TP = T / t_patch, V = 18 with spatial
 pruning or 25 without, flattened time-major (position t * V + v).
 """
@@ -37,9 +38,15 @@ HEADS = ("linprobe", "finetune")   # the classifier heads of the downstream prot
 # Actors
 
 
-def split_actors(x: Tensor) -> tuple[Tensor, Tensor]:
-    """x [N, C, T, V, M] -> present actor sequences [S, T, V, C] and actor_mask [N, M] (bool)."""
-    actor_mask = x.abs().amax(dim=(1, 2, 3)) > 0                                     # [N, M]
+def split_actors(x: Tensor, keep_absent: bool = False) -> tuple[Tensor, Tensor]:
+    """x [N, C, T, V, M] -> present actor sequences [S, T, V, C] and actor_mask [N, M] (bool).
+
+    keep_absent: every slot counts as present, all-zero ones included (MAMP and the release encode
+    the empty second slot of a single-actor clip and average its features in)."""
+    if keep_absent:
+        actor_mask = torch.ones(x.shape[0], x.shape[4], dtype=torch.bool, device=x.device)
+    else:
+        actor_mask = x.abs().amax(dim=(1, 2, 3)) > 0                                 # [N, M]
     seqs = x.permute(0, 4, 2, 3, 1).flatten(0, 1)                                    # [N*M, T, V, C]
     return seqs[actor_mask.flatten()], actor_mask
 
@@ -174,9 +181,10 @@ class Encoder(nn.Module):
         return self.norm(points)
 
     def forward_packed(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """All tokens of the present actors: x [N, C, T, 25, M] -> features [S, TP, V, D], actor_mask [N, M]."""
+        """All tokens of the present actors: x [N, C, T, 25, M] -> features [S, TP, V, D], actor_mask [N, M].
+        With `pool_absent_actors` every slot is present (MAMP), so the classifier and kNN average it in."""
         self.check_input(x)
-        seqs, actor_mask = split_actors(x)
+        seqs, actor_mask = split_actors(x, keep_absent=self.cfg.pool_absent_actors)
         tokens = self.geometry.expmap0(self.embed(seqs))                             # [S, TP, V, D]
         S, TP, V, D = tokens.shape
         return self.forward_tokens(tokens.reshape(S, TP * V, D)).view(S, TP, V, D), actor_mask
@@ -215,7 +223,7 @@ class HACM(nn.Module):
         self.cfg, self.masking = cfg, masking
         patches = branch_patches(cfg.num_patches, masking.cross_grouping)
         for p in patches:
-            if len(p) == 0 or num_keep(len(p) * cfg.num_tokens_joints, masking.mask_ratio) < 1:
+            if len(p) == 0 or num_keep(len(p) * cfg.num_tokens_joints, masking.mask_ratio, masking.keep_count) < 1:
                 raise ConfigError(f"masking.mask_ratio: {masking.mask_ratio} keeps no token of a "
                                   f"{len(p)}-patch branch with {cfg.num_tokens_joints} joints")
         if cfg.cc_weight > 0 and len(patches) < 2:

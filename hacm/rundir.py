@@ -6,7 +6,8 @@ This module is its only writer and reader (docs/rundir.md describes the format):
     metrics.jsonl           one JSON object per line: {"kind": "start" | "step" | "epoch" | "knn", ...}
     summary.json            the final numbers (written when the run ends: a run without it stopped early)
     predictions.npz         linprobe / finetune / knn: test labels and per-clip predictions of the
-                            final model, in dataset order (what the paired statistics compare)
+                            final model, in dataset order (what the paired statistics compare);
+                            linprobe / finetune also `scores` [N, C], softmax (what `hacm ensemble` fuses)
     checkpoints/last.pt     after every epoch: what a resume continues from
     checkpoints/best.pt     linprobe / finetune: the best epoch on the test set (a labelled extra)
     checkpoints/epoch_NNNN.pt  every train.checkpoint_every epochs and at the last one
@@ -129,9 +130,10 @@ class RunWriter:
         if self.active:
             write_text_atomic(self.run_dir / SUMMARY_FILE, json.dumps(values, indent=2) + "\n")
 
-    def predictions(self, labels: np.ndarray, predictions: dict[str, np.ndarray]) -> None:
+    def predictions(self, labels: np.ndarray, predictions: dict[str, np.ndarray],
+                    scores: np.ndarray | None = None) -> None:
         if self.active:
-            write_predictions(self.run_dir, labels, predictions)
+            write_predictions(self.run_dir, labels, predictions, scores)
 
     def close(self) -> None:
         if self.tb is not None:
@@ -148,13 +150,21 @@ def _summary_writer(log_dir: Path, purge_step: int | None):
     return SummaryWriter(str(log_dir), purge_step=purge_step)
 
 
-def write_predictions(run_dir: str | Path, labels: np.ndarray, predictions: dict[str, np.ndarray]) -> Path:
-    """predictions.npz: `labels` [N] and each named prediction [N] ("pred", "knn20", ...)."""
+def write_predictions(run_dir: str | Path, labels: np.ndarray, predictions: dict[str, np.ndarray],
+                      scores: np.ndarray | None = None) -> Path:
+    """predictions.npz: `labels` [N], each named prediction [N] ("pred", "knn20", ...) and, for a
+    classifier, `scores` [N, C]: the softmax class scores of every test clip (what `hacm ensemble` fuses)."""
     arrays = {"labels": np.asarray(labels, dtype=np.int64),
               **{k: np.asarray(v, dtype=np.int64) for k, v in predictions.items()}}
     for name, a in arrays.items():
         if a.shape != arrays["labels"].shape:
             raise HacmError(f"predictions {name!r}: {a.shape[0]} values for {arrays['labels'].shape[0]} test clips")
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float32)
+        if scores.ndim != 2 or scores.shape[0] != arrays["labels"].shape[0]:
+            raise HacmError(f"predictions 'scores': expected [{arrays['labels'].shape[0]}, classes], "
+                            f"got {list(scores.shape)}")
+        arrays["scores"] = scores
     return write_atomic(Path(run_dir) / PREDICTIONS_FILE, lambda f: np.savez(f, **arrays))
 
 

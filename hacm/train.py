@@ -248,12 +248,13 @@ def train_one_epoch(ddp: nn.Module, optimizer: torch.optim.Optimizer, data: _Dat
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, cfg: RunConfig, proc: Process) -> tuple[dict, np.ndarray]:
+def evaluate(model: nn.Module, loader, cfg: RunConfig, proc: Process) -> tuple[dict, np.ndarray, np.ndarray]:
     """Top-1 / top-5 accuracy and mean loss over the test set (this rank's shard, summed over ranks),
-    and the top-1 prediction of every test clip in dataset order (the same array on every rank)."""
+    the top-1 prediction [N] and the softmax scores [N, C] of every test clip in dataset order (the
+    same arrays on every rank)."""
     model.eval()
     correct1 = correct5 = total = loss_sum = 0.0
-    shard_pred = []
+    shard_pred, shard_scores = [], []
     dtype = compute_dtype(cfg.train.dtype)
     for x, y in loader:
         x, y = x.to(proc.device, dtype, non_blocking=True), y.to(proc.device, non_blocking=True)
@@ -265,13 +266,18 @@ def evaluate(model: nn.Module, loader, cfg: RunConfig, proc: Process) -> tuple[d
         correct5 += (top == y[:, None]).any(1).sum().item()
         total += y.numel()
         shard_pred.append(top[:, 0].cpu())
+        shard_scores.append(logits.float().softmax(1).cpu())
     correct1, correct5, total, loss_sum = all_reduce_sum([correct1, correct5, total, loss_sum], proc)
     # shard(dataset) gives rank r the items r, r + W, ...: put each rank's predictions back in place
     predicted = np.zeros(int(total), dtype=np.float64)
     predicted[proc.rank::proc.world_size] = torch.cat(shard_pred).numpy()
     predicted = np.asarray(all_reduce_sum(predicted.tolist(), proc), dtype=np.int64)
+    scores = torch.cat(shard_scores).numpy()
+    placed = np.zeros((int(total), scores.shape[1]), dtype=np.float64)
+    placed[proc.rank::proc.world_size] = scores
+    scores = np.asarray(all_reduce_sum(placed.ravel().tolist(), proc), dtype=np.float32).reshape(placed.shape)
     return ({"test_acc": correct1 / total, "test_top5": correct5 / total, "test_loss": loss_sum / total},
-            predicted)
+            predicted, scores)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +327,7 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, proc: Process) -> dict:
             step, record = train_one_epoch(ddp, optimizer, data, cfg, epoch, step, proc, writer, run_dir)
             last_epoch = epoch + 1 == t.epochs
             if data.test_loader is not None and ((epoch + 1) % t.eval_every == 0 or last_epoch):
-                acc, predicted = evaluate(ddp, data.test_loader, cfg, proc)
+                acc, predicted, scores = evaluate(ddp, data.test_loader, cfg, proc)
                 record.update(acc)
                 # MAMP reports the best epoch on the test set: kept as a labelled extra only, it is
                 # selection on the test set (the last epoch is hacm's number)
@@ -330,7 +336,7 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, proc: Process) -> dict:
                     save("best", epoch + 1, record["loss"])
                 record["best_test_acc"] = best["value"]
                 if last_epoch:
-                    writer.predictions(data.test_set.labels, {"pred": predicted})
+                    writer.predictions(data.test_set.labels, {"pred": predicted}, scores)
             writer.log(record)
             epochs.set_postfix(loss=f"{record['loss']:.4f}",
                                **({"acc": f"{record['test_acc']:.3f}"} if "test_acc" in record else {}))

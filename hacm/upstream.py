@@ -25,8 +25,9 @@ _FEEDERS = ("feeder.feeder_ntu.Feeder", "feeder.feeder_ntu_semi.Feeder")
 _MODELS = {
     "model_hacm.transformer.Transformer": ("pretrain", dict(strategy="hacm")),
     "model_mamp.transformer.Transformer": ("pretrain", dict(strategy="motion", keep_high=False,
-                                                            cross_grouping=False)),
-    "model_mae.transformer.Transformer": ("pretrain", dict(strategy="random", cross_grouping=False)),
+                                                            cross_grouping=False, keep_count="floor")),
+    "model_mae.transformer.Transformer": ("pretrain", dict(strategy="random", cross_grouping=False,
+                                                           keep_count="floor")),
     "model.transformer.Transformer": (None, None),
 }
 
@@ -147,13 +148,17 @@ def _map_model_class(model_cls, margs: dict, path: Path | None, out: dict, notes
     out["protocol"] = protocol
     if masking:
         out["masking"].update(masking)
-        notes.append(f"model {model_cls} -> protocol pretrain, masking.strategy {masking['strategy']}")
+        notes.append(f"model {model_cls} -> protocol pretrain, masking.strategy {masking['strategy']}"
+                     + (", masking.keep_count floor (int(L * (1 - mask_ratio)) tokens kept)"
+                        if masking.get("keep_count") == "floor" else ""))
     if model_cls == "model.transformer.Transformer":
         source, why = _downstream_source(margs, path)
         geometry = "euclidean" if source == "MAMP" else "poincare"
-        out["model"]["geometry"] = geometry
+        out["model"].update(geometry=geometry, pool_absent_actors=True)
         notes.append(f"model {model_cls} is shared by MAMP and the HA-CM release; read as {source}'s, because "
                      f"{why} -> model.geometry {geometry}")
+        notes.append("both average the features of the empty second actor slot of single-actor clips into "
+                     "the pooled features -> model.pool_absent_actors true")
     if model_cls in ("model_mamp.transformer.Transformer", "model_mae.transformer.Transformer"):
         # MAMP and MAE have neither the hyperbolic map nor the cross-contrast loss.
         out["model"].update(geometry="euclidean", cc_weight=0.0, motion_expmap=False)

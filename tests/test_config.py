@@ -74,6 +74,9 @@ def test_authors_files_resolve_to_their_own_geometry(rel, geometry, reason):
     notes: list[str] = []
     cfg = load_config(VENDORED / rel, notes=notes)
     assert cfg.model.geometry == geometry
+    # the authors' downstream models pool the empty actor slot; their pre-training keeps int(...) tokens
+    assert cfg.model.pool_absent_actors == (cfg.protocol != "pretrain")
+    assert cfg.masking.keep_count == ("floor" if "pretrain_ma" in rel else "round")
     assert sum(reason in n for n in notes) == 1, notes
     if "semi" in rel:
         assert cfg.data.subset_fraction == 0.1 and not cfg.data.subset_balanced
@@ -122,7 +125,7 @@ def test_shipped_mamp_and_mae_configs_are_mamps(name, bench):
     assert (m.geometry, m.cc_weight, m.motion_expmap, m.decoder_depth) == ("euclidean", 0.0, False, decoder_depth)
     if cfg.protocol == "pretrain":
         mk = cfg.masking
-        assert (mk.mask_ratio, mk.cross_grouping, m.drop_path) == (0.9, False, 0.0)
+        assert (mk.mask_ratio, mk.cross_grouping, m.drop_path, mk.keep_count) == (0.9, False, 0.0, "floor")
         if name.startswith("mamp_"):
             assert (mk.strategy, mk.keep_high, mk.tau) == ("motion", False, tau)
         else:
@@ -140,6 +143,7 @@ def test_shipped_mamp_and_mae_configs_are_mamps(name, bench):
         assert (d.subset_fraction, d.subset_balanced) == (semi, False)
     if cfg.protocol != "pretrain":
         assert t.pretrained == f"runs/pretrain-mamp_{bench}_pretrain"
+        assert m.pool_absent_actors      # MAMP averages the empty second slot in
 
 
 def test_authors_values_are_mapped():

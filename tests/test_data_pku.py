@@ -1,4 +1,6 @@
-"""PKU-MMD converter: intervals -> samples, all-zero drop, actor 2 rule, splits, malformed lines."""
+"""PKU-MMD converter: intervals -> samples, all-zero drop, actor 2 rule, splits, centring, malformed lines."""
+import json
+
 import numpy as np
 import pytest
 
@@ -32,13 +34,13 @@ def make_raw(tmp_path):
 
 def test_convert(tmp_path):
     raw, frames = make_raw(tmp_path)
-    report = convert_pku(raw, tmp_path / "store", 1, workers=1, progress=False)
+    report = convert_pku(raw, tmp_path / "store", 1, centre=False, workers=1, progress=False)
     assert (report.inputs, report.kept, report.dropped) == (4, 3, {"all_zero": 1})
     store = Store.open(tmp_path / "store")
     assert store.names.tolist() == ["0002-L_0", "0002-L_2", "0003-M_0"]
     assert store.labels.tolist() == [2, 50, 0]
     assert store.num_actors.tolist() == [1, 2, 1] and store.lengths.tolist() == [40, 300, 10]
-    np.testing.assert_array_equal(store.frames(0)[0], frames[0:40, 0])        # no centring
+    np.testing.assert_array_equal(store.frames(0)[0], frames[0:40, 0])        # no centring (MAMP)
     np.testing.assert_array_equal(store.frames(1), frames[100:400].transpose(1, 0, 2, 3))
     assert store.split("pku1-xsub", "train").tolist() == [0, 1]
     assert store.split("pku1-xview", "train").tolist() == [2]
@@ -69,3 +71,21 @@ def test_malformed(tmp_path):
     assert report.dropped == {"format_error": 2}
     with pytest.raises(HacmError, match="no split file cross_subject_v2.txt"):
         convert_pku(raw, tmp_path / "store2", 2, workers=1, progress=False)
+
+
+def test_centring_is_a_conversion_option(tmp_path):
+    # centre=True (the default) puts actor 1's spine-mid joint of its first frame at the origin,
+    # as NTU samples; centre=False keeps MAMP's camera coordinates. Both are recorded in the summary.
+    raw, frames = make_raw(tmp_path)
+    convert_pku(raw, tmp_path / "centred", 1, workers=1, progress=False)
+    convert_pku(raw, tmp_path / "camera", 1, centre=False, workers=1, progress=False)
+    centred, camera = Store.open(tmp_path / "centred"), Store.open(tmp_path / "camera")
+    for i in range(len(camera.names)):
+        raw_clip, clip = camera.frames(i), centred.frames(i)
+        origin = raw_clip[0, 0, 1]                                 # spine-mid (joint 2, 0-based 1)
+        np.testing.assert_allclose(clip[0, 0, 1], 0.0, atol=1e-6)
+        present = raw_clip.reshape(*raw_clip.shape[:2], -1).any(-1)
+        np.testing.assert_allclose(clip[present], raw_clip[present] - origin, atol=1e-6)
+        assert (clip[~present] == 0).all()                         # absent frames stay zero
+    assert json.loads((tmp_path / "centred" / "manifest_summary.json").read_text())["centred"] is True
+    assert json.loads((tmp_path / "camera" / "manifest_summary.json").read_text())["centred"] is False

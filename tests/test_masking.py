@@ -208,3 +208,18 @@ def test_temporal_projections_are_frozen_buffers():
     assert set(proj.state_dict()) == {"q_weight", "k_weight"}
     q, k = proj(torch.randn(2, 3, 16))
     assert q.shape == k.shape == (2, 3, 16) and not torch.allclose(q, k)
+
+
+def test_keep_count_rounds_or_floors_as_mamp():
+    # MAMP's int(L * (1 - mask_ratio)): 750 * (1 - 0.9) is 74.99999999999999 in floats -> 74; hacm rounds
+    assert num_keep(750, 0.9) == 75 and num_keep(750, 0.9, "floor") == 74
+    assert num_keep(750, 0.9, "floor") == int(750 * (1 - 0.9))
+    assert num_keep(10, 0.75, "floor") == 2 and num_keep(10, 0.75) == 2      # 2.5 rounds to even
+    with pytest.raises(ConfigError, match="masking.keep_count"):
+        MaskingConfig(keep_count="ceil")
+    positions = [branch_positions(torch.arange(30), 25)]                    # one branch of 750 tokens
+    scores = [torch.rand(2, 750)]
+    for mode, k in (("round", 75), ("floor", 74)):
+        cfg = MaskingConfig(strategy="motion", keep_count=mode)
+        keep, _ = sample_keep(scores, positions, cfg, torch.Generator().manual_seed(0))
+        assert keep[0].shape == (2, k)

@@ -19,7 +19,7 @@ from hacm.data.store import SampleRecord, Store, StoreWriter
 from hacm.datasets import make_dataset
 from hacm.errors import ConfigError, HacmError
 from hacm.evaluate import predict
-from hacm.rundir import load_run
+from hacm.rundir import load_run, read_predictions
 from hacm.skeleton import NUM_JOINTS
 
 # Body parts that move in the toy classes (NTU joint indices).
@@ -166,6 +166,11 @@ def test_semi_supervised_subset_and_bf16(toy_store, tmp_path):
     logits, labels = predict(tmp_path / "semi", test_set, batch_size=4, amp="bf16")
     first = torch.from_numpy(logits).topk(min(5, logits.shape[1]), dim=1).indices[:, 0].numpy()
     assert len(labels) == 24 and summary["test_acc"] == pytest.approx(np.mean(first == labels), abs=1e-12)
+    # predictions.npz keeps each clip's softmax scores (what `hacm ensemble` fuses), ranked as `pred`
+    saved = read_predictions(tmp_path / "semi")
+    assert saved["scores"].shape == (24, logits.shape[1]) and saved["scores"].dtype == np.float32
+    np.testing.assert_allclose(saved["scores"].sum(1), 1.0, atol=1e-5)
+    assert (np.take_along_axis(saved["scores"], saved["pred"][:, None], 1)[:, 0] == saved["scores"].max(1)).all()
 
 
 def test_finetune_loss_is_label_smoothed(toy_store, tmp_path):

@@ -30,14 +30,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hacm.cli import data, report, train
+    from hacm.cli import data, ensemble, report, train
 
     parser = Parser(
         prog="hacm", description="hacm: the HA-CM workbench for self-supervised skeleton action recognition "
                                  "(data, pre-training, evaluation, notebook reports).")
     parser.add_argument("--version", action="version", version=f"hacm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data, train, report):
+    for module in (data, train, ensemble, report):
         module.register(sub)
     return parser
 

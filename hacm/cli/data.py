@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     pku.add_argument("--raw", type=Path, required=True, help="directory with skeleton/, label/ and split files")
     pku.add_argument("--out", type=Path, required=True, help="store directory to write")
     pku.add_argument("--phase", type=int, choices=(1, 2), required=True)
+    pku.add_argument("--centre", action=argparse.BooleanOptionalAction, default=True,
+                     help="centre each sample on actor 1's spine-mid joint in its first frame, as NTU samples "
+                          "(default); --no-centre keeps the camera coordinates, as MAMP's pku_gendata.py")
     pku.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     pku.add_argument("--allow-errors", action="store_true",
                      help="publish the store even if some videos could not be parsed")
@@ -83,7 +86,7 @@ def _ntu(args: argparse.Namespace) -> int:
 def _pku(args: argparse.Namespace) -> int:
     from hacm.data.pku import convert_pku
 
-    _print_report(convert_pku(args.raw, args.out, args.phase, workers=args.workers,
+    _print_report(convert_pku(args.raw, args.out, args.phase, centre=args.centre, workers=args.workers,
                               allow_errors=args.allow_errors))
     return 0
 

@@ -5,8 +5,10 @@ xyz), `label/<video>.txt` (lines `label,start,end,confidence`) and the split fil
 `cross_subject.txt`, `cross_view.txt` (Phase II: `*_v2.txt`; also looked for in raw_dir/split
 and with '-' for '_'). Each labelled interval is one sample named `<video>_<k>` (k = 0-based
 line of the label file), frames `start:end` as the common PKU-MMD preprocessing slices them,
-truncated to 300 frames; all-zero samples are dropped; actor 2 is kept only if non-zero. As in
-the original pipeline there is no centring.
+truncated to 300 frames; all-zero samples are dropped; actor 2 is kept only if non-zero.
+`centre=True` centres each sample as NTU samples are (actor 1's spine-mid joint in its first
+present frame is the origin); `centre=False` keeps the camera coordinates, as MAMP's
+pku_gendata.py does (the choice of default is measured in docs/differences.md).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 from hacm import lock
 from hacm.data.classes import PKU_MMD_CLASSES
 from hacm.data.convert import ConversionReport, write_store
+from hacm.data.denoise import centre as centre_sample
 from hacm.data.raw_ntu import _line_field_counts
 from hacm.errors import FormatError, HacmError
 from hacm.progress import progress_bar
@@ -114,7 +117,7 @@ def _find_split_file(raw_dir: Path, stem: str) -> Path:
 
 def _convert_video(args) -> tuple[list[dict], list[dict]]:
     """One video -> (samples, manifest rows)."""
-    skeleton, label_file = args
+    skeleton, label_file, centre = args
     video = skeleton.stem
     if not label_file.is_file():
         return [], [{"video": video, "status": "dropped", "reason": "format_error",
@@ -137,6 +140,8 @@ def _convert_video(args) -> tuple[list[dict], list[dict]]:
             continue
         if not clip[1].any():
             clip = clip[:1]
+        if centre:
+            clip = centre_sample(clip)
         samples.append({"name": name, "label": label, "frames": np.ascontiguousarray(clip), "camera": camera})
         rows.append(row | {"status": "kept", "frames": int(clip.shape[1]), "actors": int(clip.shape[0])})
     return samples, rows
@@ -158,9 +163,10 @@ def _pku_splits(phase: int, names: list[str], split_videos: dict) -> dict[str, d
 
 
 @lock.writer_of("out_dir", "store directory")
-def convert_pku(raw_dir, out_dir, phase: int, *, workers: int | None = None, allow_errors: bool = False,
-                progress: bool = True) -> ConversionReport:
-    """Convert PKU-MMD Phase `phase` (1 or 2) into a store with pku<phase>-xsub / -xview splits."""
+def convert_pku(raw_dir, out_dir, phase: int, *, centre: bool = True, workers: int | None = None,
+                allow_errors: bool = False, progress: bool = True) -> ConversionReport:
+    """Convert PKU-MMD Phase `phase` (1 or 2) into a store with pku<phase>-xsub / -xview splits;
+    `centre` each sample (hacm) or keep camera coordinates (MAMP)."""
     t0 = time.perf_counter()
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if phase not in (1, 2):
@@ -177,7 +183,7 @@ def convert_pku(raw_dir, out_dir, phase: int, *, workers: int | None = None, all
     workers = max(1, int(workers or os.cpu_count() or 1))
 
     dataset = f"pku{phase}"
-    jobs = [(v, label_dir / v.name) for v in videos]
+    jobs = [(v, label_dir / v.name, centre) for v in videos]
     pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
     try:
         with progress_bar(total=len(jobs), unit="video", desc=f"convert {dataset}", disable=not progress) as bar:
@@ -185,7 +191,7 @@ def convert_pku(raw_dir, out_dir, phase: int, *, workers: int | None = None, all
             rows, errors = write_store(
                 out_dir, dataset, PKU_MMD_CLASSES, _counted(results, bar), columns=("name",),
                 splits=lambda v: _pku_splits(phase, v["name"], split_videos),
-                summary={"dataset": dataset, "raw_dir": str(raw_dir), "videos": len(videos)},
+                summary={"dataset": dataset, "raw_dir": str(raw_dir), "videos": len(videos), "centred": centre},
                 allow_errors=allow_errors, advice="Fix or remove those videos, or rerun with --allow-errors.")
     finally:
         if pool:
