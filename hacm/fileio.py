@@ -10,6 +10,8 @@ from typing import BinaryIO, Callable
 from hacm.errors import HacmError
 
 TEMP_SUFFIX = ".tmp"
+_UMASK = os.umask(0o022)   # read once (os.umask can only be read by setting it) and put back
+os.umask(_UMASK)
 
 
 
@@ -24,6 +26,7 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object], *, fsync
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp's 0600 would hide reports and runs from the group
         with os.fdopen(fd, "wb") as f:
             write(f)
             if fsync:

@@ -51,14 +51,14 @@ def tally(request):
     assert TALLY["lost"] == 0
 
 
-def _kill_at(command: list[str], directory: Path, delay: float, cwd=None) -> bool:
-    """Run `command`, wait until it holds the lock of the `directory` it writes (it is at work), then
-    `delay` seconds; SIGKILL it and its children. True when the kill hit the process, False when it
-    had finished by then."""
+def _kill_at(command: list[str], directory: Path, delay: float, cwd=None, ready=lambda: True) -> bool:
+    """Run `command`, wait until it holds the lock of the `directory` it writes and `ready()` (it is
+    at work), then `delay` seconds; SIGKILL it and its children. True when the kill hit the process,
+    False when it had finished by then."""
     p = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=cwd,
                          start_new_session=True)
     deadline = time.monotonic() + 180
-    while (lock.read_holder(directory) or {}).get("pid") != p.pid and p.poll() is None \
+    while not ((lock.read_holder(directory) or {}).get("pid") == p.pid and ready()) and p.poll() is None \
             and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(delay)
@@ -74,7 +74,7 @@ def _kill_at(command: list[str], directory: Path, delay: float, cwd=None) -> boo
 
 
 def _run(command: list[str], cwd=None) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=cwd, timeout=300)
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=cwd, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -139,8 +139,9 @@ def _killed_then_finished(cfg, reference: Path, run_dir: Path, kills: int, tmp_p
 
     rng = np.random.default_rng(seed)
     outcomes = Counter()
-    for delay in rng.uniform(0.0, 3.0, size=kills):
-        if _kill_at(command(), run_dir, float(delay)):
+    for delay in rng.uniform(0.0, 2.0, size=kills):
+        # from its first step on (the start record is written once data and model are built)
+        if _kill_at(command(), run_dir, float(delay), ready=(run_dir / "metrics.jsonl").exists):
             # what the next run does: continue from the last checkpoint, or start again (none yet)
             outcomes["resumed" if last.exists() else "restarted (killed before its first checkpoint)"] += 1
     _run(command())

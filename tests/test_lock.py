@@ -163,3 +163,14 @@ def test_report_rerun_while_running_is_refused(workspace, tmp_path):  # noqa: F8
         holder.kill()
         holder.wait()
     assert yaml.safe_load((out / "use" / "summary.json").read_text()) == {"plus_one": 41}
+
+
+def test_atomic_writes_get_the_modes_of_plain_files(tmp_path):
+    from hacm.fileio import write_text_atomic
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    plain, atomic = tmp_path / "plain.html", tmp_path / "atomic.html"
+    plain.write_text("x")
+    write_text_atomic(atomic, "x", fsync=False)
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o666 & ~umask
