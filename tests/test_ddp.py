@@ -5,13 +5,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from hacm import checkpoint as ckpt
 from hacm import train
 from hacm.config import to_yaml
-from hacm.rundir import read_metrics
+from hacm.rundir import read_metrics, read_predictions
 from test_train import make_toy_store, toy_config
 
 
@@ -82,6 +83,11 @@ def test_two_gloo_ranks_match_one_process(toy_store, tmp_path, monkeypatch, prot
     # Accuracies are counts over the 24 test clips, the shards of two ranks summed: equal.
     assert [r["test_acc"] for r in e2] == [r["test_acc"] for r in e1]
     assert [r for r in read_metrics(tmp_path / "two") if r["kind"] == "start"][0]["world_size"] == 2
+    # the per-clip scores the ranks gathered into predictions.npz are the one process's, clip by clip
+    p1, p2 = read_predictions(tmp_path / "one"), read_predictions(tmp_path / "two")
+    assert p1["scores"].shape == (24, toy_store.num_classes)
+    np.testing.assert_allclose(p2["scores"], p1["scores"], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(p2["pred"], p1["pred"])
     assert {v.dtype for v in one["model"].values() if v.is_floating_point()} == {torch.float64}
     assert one["model"].keys() == two["model"].keys()
     for k, v in one["model"].items():
