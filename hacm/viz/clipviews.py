@@ -13,7 +13,7 @@ One clip's mask is one Gumbel draw; what a criterion prefers only shows over man
     hyperbolic distances. Here each joint's distance from the origin and from its time patch's
     parent point (the trunk mean), averaged over time patches, is set against its kinematic depth
     (bones from the spine base, hacm.skeleton.DEPTH), with Spearman's rank correlation and an
-    interval that resamples whole sequences (hacm.stats.spearman_by_cluster).
+    interval that resamples whole clips (hacm.stats.spearman_by_cluster).
 """
 from __future__ import annotations
 
@@ -85,10 +85,11 @@ class DepthCorrelation:
 
 @torch.no_grad()
 def depth_correlation(tokens: torch.Tensor, trunk: torch.Tensor, token_joints: Sequence[int], geometry, *,
-                      reps: int = 2_000, seed: int = 0) -> DepthCorrelation:
+                      clips: np.ndarray | None = None, reps: int = 2_000, seed: int = 0) -> DepthCorrelation:
     """tokens [S, TP, V, D] and trunk [S, TP, 7, D] embeddings (MaskInfo's) of S sequences -> every
     joint's distances in `geometry` against its kinematic depth. Joints: the tokens, then the trunk
-    joints that are not tokens (every joint once)."""
+    joints that are not tokens (every joint once). clips [S]: the clip of each sequence (the two
+    actors of a clip are resampled together; default: every sequence its own clip)."""
     extra = [j for j in TRUNK_JOINTS if j not in token_joints]
     emb = torch.cat([tokens, trunk[:, :, [TRUNK_JOINTS.index(j) for j in extra]]], 2)   # [S, TP, J, D]
     points = geometry.points(emb)
@@ -97,7 +98,11 @@ def depth_correlation(tokens: torch.Tensor, trunk: torch.Tensor, token_joints: S
     to_parent = geometry.dist(points, parent).mean(1).numpy()                        # [S, J]
     joints = np.broadcast_to(np.array([*token_joints, *extra]), dist0.shape)
     depth = np.array(DEPTH)[joints]
-    sequence = np.broadcast_to(np.arange(len(dist0))[:, None], dist0.shape)
+    clip = np.arange(len(dist0)) if clips is None else np.asarray(clips)
+    if clip.shape != (len(dist0),):
+        raise HacmError(f"depth_correlation: clips must name the clip of each of the {len(dist0)} sequences, "
+                        f"got shape {clip.shape}")
+    sequence = np.broadcast_to(clip[:, None], dist0.shape)
     return DepthCorrelation(joints, dist0, to_parent,
                             spearman_by_cluster(depth, dist0, sequence, reps=reps, seed=seed),
                             spearman_by_cluster(depth, to_parent, sequence, reps=reps, seed=seed))

@@ -16,6 +16,14 @@
   - the keep-probability spread max p / min p of each criterion against tau under both
     normalisations: the release's s / (tau max|s|) keeps masks close to random whatever tau is.
 
+Over many clips (`over_clips_figures`, hacm.viz.clipviews): how often each criterion keeps each
+(time patch, joint) token, with a uniformity test, and each joint's hyperbolic depth against its
+depth in the skeleton tree, with Spearman's rank correlation and a clip-bootstrap interval.
+
+The first view is centred at the parent point and scaled from the data (the clip's median point at
+radius 0.5); `demo_inputs()` gives the demo report's store and trained checkpoints, which the
+notebook opens on when they exist.
+
 Each checkpoint is shown as it was trained: its geometry, masking strategy (hence its branches),
 frame count and time patches come from its run config; a view can override geometry and strategy.
 The untrained model (checkpoint None) is built from the compared config: the first hacm checkpoint's
@@ -99,6 +107,7 @@ class _Clips:
     tokens: torch.Tensor       # [S, TP, V, D]
     trunk: torch.Tensor        # [S, TP, 7, D]
     labels: np.ndarray         # [S] class index of each sequence's clip
+    clip_of: np.ndarray        # [S] which clip each sequence is an actor of (its cluster in a bootstrap)
 
 
 @dataclass
@@ -534,7 +543,7 @@ class MaskExplorer:
             model = self.model(checkpoint, geometry)
             ds = self._dataset(model.cfg.num_frames)
             samples = np.unique(np.linspace(0, len(ds) - 1, min(clips, len(ds))).round().astype(int))
-            seqs, tokens, trunk, labels = [], [], [], []
+            seqs, tokens, trunk, labels, clip_of = [], [], [], [], []
             for start in range(0, len(samples), 64):                  # batches bound the memory
                 x = torch.stack([self.clip(int(i), model.cfg.num_frames)[0][0] for i in samples[start:start + 64]])
                 info = model.masks(x)
@@ -544,8 +553,9 @@ class MaskExplorer:
                 trunk.append(info.trunk)
                 clip_labels = self.store.labels[ds.sample_indices[samples[start:start + 64]]]
                 labels.append(np.repeat(clip_labels, actor_mask.sum(1).numpy()))
+                clip_of.append(np.repeat(samples[start:start + 64], actor_mask.sum(1).numpy()))
             self._many[key] = _Clips(len(samples), torch.cat(seqs), torch.cat(tokens), torch.cat(trunk),
-                                     np.concatenate(labels))
+                                     np.concatenate(labels), np.concatenate(clip_of))
         return self._many[key]
 
     def _clip_selection(self, params: ExplorerParams, clips: int, class_name: str | None) -> tuple[_Clips, np.ndarray]:
@@ -591,7 +601,8 @@ class MaskExplorer:
         many, chosen = self._clip_selection(params, clips, class_name)
         model = self.model(params.checkpoint, params.geometry)
         sel = torch.as_tensor(chosen)
-        return depth_correlation(many.tokens[sel], many.trunk[sel], joint_set(model.cfg.prune), model.encoder.geometry)
+        return depth_correlation(many.tokens[sel], many.trunk[sel], joint_set(model.cfg.prune), model.encoder.geometry,
+                                 clips=many.clip_of[chosen])
 
     def over_clips_figures(self, params: ExplorerParams, *, clips: int = OVER_CLIPS, class_name: str | None = None,
                            width: int = DEFAULT_WIDTH) -> tuple[dict[str, go.Figure], dict[str, str]]:
