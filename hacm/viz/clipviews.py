@@ -49,7 +49,7 @@ class KeepFrequency:
         return self.kept / (self.draws * self.chance)
 
     def describe(self) -> str:
-        p = f"p < 1e-10" if self.p < 1e-10 else f"p = {self.p:.2g}"
+        p = "p < 1e-10" if self.p < 1e-10 else f"p = {self.p:.2g}"
         verdict = "flat within noise" if self.p >= 0.05 else "not uniform"
         return f"{self.title}: chi2 {self.chi2:.0f} on {self.df} df, {p} ({verdict})"
 

@@ -161,7 +161,7 @@ class ExplorerWidget:
             c["actor"].disabled = len(actors) < 2
             model = self.explorer.model(c["checkpoint"].value, c["geometry"].value)
             c["time_patch"].max = model.cfg.num_patches - 1       # the value is clamped with it
-            c["radial_scale"].disabled = model.cfg.geometry != "poincare"
+            c["radial_scale"].disabled = c["auto_scale"].disabled = model.cfg.geometry != "poincare"
         finally:
             self._syncing = False
 
