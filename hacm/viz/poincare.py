@@ -283,8 +283,10 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
     axis = {"range": [-half, half], "zeroline": not poincare, "title": x_title}
     yaxis = {**axis, "title": f"{where} y", "scaleanchor": "x", "scaleratio": 1}
     fig.update_layout(title=title, xaxis=axis, yaxis=yaxis, width=width, height=height, template="plotly_white",
-                      legend={"title": "token (branch, kept/masked)", "orientation": "h", "yanchor": "top",
-                              "y": -0.12},
+                      # the legend's title above its entries: beside them it pushed the last entry out of a
+                      # narrow figure
+                      legend={"title": {"text": "token (branch, kept/masked)", "side": "top"}, "orientation": "h",
+                              "yanchor": "top", "y": -0.12},
                       margin={"t": top, "l": LEFT_PX, "r": RIGHT_PX, "b": BOTTOM_PX})
     return fig
 
