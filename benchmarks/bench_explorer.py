@@ -7,7 +7,8 @@ frames, t_patch 3, width 64; a MAMP-style run: Euclidean, motion masking), makes
 widget (hacm.viz.explorer_widget.ExplorerWidget) and changes each control in turn, as a user would.
 A change runs the widget's own handler: dependent controls, masks of every criterion, the five
 figures and their in-place FigureWidget updates. Prints the median and the slowest of N changes
-per control (the first change of a checkpoint or clip also embeds it; that one is shown apart).
+per control (the first change of a checkpoint or clip also embeds it; that one is shown apart), and
+the time to draw the views over many clips (their button).
 What the browser adds (message transfer, plotly drawing) is measured by tests/test_browser_explorer.py.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -50,6 +52,8 @@ def make_inputs(root: Path) -> tuple[Path, dict[str, str]]:
 
 def values(control, repeats: int) -> list:
     """`repeats` successive values a user could pick for a control (sliders step, dropdowns cycle)."""
+    if isinstance(control.value, bool):          # a checkbox: toggle
+        return [bool((k + 1) % 2) ^ control.value for k in range(repeats)]
     if hasattr(control, "options"):
         opts = [o[1] if isinstance(o, tuple) else o for o in control.options]
         return [opts[(opts.index(control.value) + k + 1) % len(opts)] for k in range(repeats)]
@@ -83,6 +87,13 @@ def main() -> None:
                     raise SystemExit(f"{name} = {value!r}: {ui.status.value}")
                 times.append(1000 * ui.latency_s)
             print(f"{name:<14} {times[0]:>10.0f} {statistics.median(times[1:]):>12.0f} {max(times[1:]):>9.0f}")
+        # the views over many clips: drawn on their button (embedding cached per checkpoint after the first)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            ui.draw_over_clips()
+            times.append(1000 * (time.perf_counter() - start))
+        print(f"{'over clips':<14} {times[0]:>10.0f} {statistics.median(times[1:]):>12.0f} {max(times[1:]):>9.0f}")
 
 
 if __name__ == "__main__":

@@ -243,6 +243,82 @@ def _verdict(difference: float, significant: bool, p_holm: float, reference: str
     return f"{direction} {reference}, significant ({label} {shown})"
 
 
+@dataclass(frozen=True)
+class RankCorrelation:
+    rho: float                 # Spearman's rank correlation of all points (average ranks for ties)
+    ci: tuple[float, float]    # percentile interval at `level`, resampling whole clusters
+    p: float                   # two-sided bootstrap p-value for "no correlation", in [1/reps, 1]
+    level: float
+    points: int
+    clusters: int
+
+    def describe(self) -> str:
+        low, high = self.ci
+        p = f"p < {self.p:.0e}" if self.p <= 1.0 / 1000 else f"p = {self.p:.3f}"   # the floor is 1 / reps
+        return (f"Spearman rho {self.rho:+.2f} [{low:+.2f}, {high:+.2f}] ({100 * self.level:.0f} % interval, "
+                f"{self.clusters} clips resampled, {p})")
+
+
+def spearman_by_cluster(x, y, clusters, *, reps: int = 2_000, seed: int = 0, level: float = 0.95) -> RankCorrelation:
+    """Spearman's rho of x and y [N] with an interval that resamples clusters (e.g. clips) whole.
+
+    Points of one clip share its pose and its embedding, so they are not independent: resampling
+    single points would make the interval far too narrow. Each replicate draws clusters with
+    replacement and ranks the drawn points afresh (average ranks for ties, as `scipy.stats.spearmanr`;
+    a cluster drawn twice counts twice). The p-value is the percentile bootstrap's, as in
+    `paired_bootstrap`: p < 1 - level exactly when `ci` excludes 0.
+    """
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()   # [N]
+    groups = np.asarray(clusters).ravel()                                            # [N]
+    if not x.size == y.size == groups.size:
+        raise HacmError(f"spearman_by_cluster: x, y and clusters must have one entry per point, got "
+                        f"{x.size}, {y.size} and {groups.size}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise HacmError("spearman_by_cluster: x and y must be finite")
+    _check_reps_level(reps, level)
+    _, cluster_of = np.unique(groups, return_inverse=True)                           # [N]
+    n_clusters = int(cluster_of.max()) + 1 if groups.size else 0
+    if n_clusters < 2:
+        raise HacmError(f"spearman_by_cluster: {n_clusters} cluster(s); resampling needs at least 2")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        raise HacmError("spearman_by_cluster: x or y is constant; a rank correlation is undefined")
+    rng = np.random.default_rng(seed)
+    stars = np.empty(reps)                                                           # [reps]
+    block = max(1, _BLOCK_ELEMENTS // (4 * x.size))   # replicates at once (bounds memory)
+    for start in range(0, reps, block):
+        rows = min(reps, start + block) - start
+        picks = rng.integers(0, n_clusters, size=(rows, n_clusters))                 # [B, G]
+        times = np.zeros((rows, n_clusters))
+        np.add.at(times, (np.arange(rows)[:, None], picks), 1.0)                    # how often each cluster is drawn
+        weight = times[:, cluster_of]                                                # [B, N]
+        stars[start:start + rows] = _weighted_pearson(_weighted_ranks(x, weight), _weighted_ranks(y, weight), weight)
+    tail = min(np.mean(stars <= 0.0), np.mean(stars >= 0.0))
+    return RankCorrelation(float(sps.spearmanr(x, y).statistic), _percentile(stars, level),
+                           float(np.clip(2.0 * tail, 1.0 / reps, 1.0)), level, int(x.size), n_clusters)
+
+
+def _weighted_ranks(v: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Average ranks [B, N] of the values v [N] in each resample, where point i appears weight[b, i]
+    times: the points below a tie group, plus half the group's size plus 1/2."""
+    order = np.argsort(v, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(v[order]) != 0])                    # first of each tie group
+    group = np.cumsum(np.r_[True, np.diff(v[order]) != 0]) - 1                      # [N] group of each sorted point
+    totals = np.add.reduceat(weight[:, order], starts, axis=1)                     # [B, groups]
+    below = np.cumsum(totals, axis=1) - totals
+    ranks = np.empty_like(weight)
+    ranks[:, order] = (below + (totals + 1.0) / 2.0)[:, group]
+    return ranks
+
+
+def _weighted_pearson(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Pearson correlation [B] of a, b [B, N] with point weights [B, N] (0 where a side is constant)."""
+    total = weight.sum(1, keepdims=True)
+    a = a - (weight * a).sum(1, keepdims=True) / total
+    b = b - (weight * b).sum(1, keepdims=True) / total
+    norm = np.sqrt((weight * a * a).sum(1) * (weight * b * b).sum(1))
+    return np.divide((weight * a * b).sum(1), norm, out=np.zeros(len(a)), where=norm > 1e-12 * total[:, 0] ** 2)
+
+
 def _components(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Split correctness [S, n] into per-clip means [n] and per-seed effects [S] whose resampled
     mean has variance equal to the estimated run-to-run variance of the mean over seeds."""

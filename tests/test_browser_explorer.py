@@ -4,6 +4,9 @@ Two checkpoints of different shapes: an HA-CM run (Poincaré, 12 frames, t_patch
 and a MAMP-style run (Euclidean, motion masking, 16 frames, t_patch 2: 8 time patches). Switching
 between them must move the time-patch range with them (no "out of range"), the Euclidean one must
 show no Poincaré disk and no HA-CM branch, and the mask-overlap numbers must be on the page. The
+first view must be centred at the parent point and spread over the disk (median radius about 0.5),
+with no two printed labels overlapping and no title, axis label, tick label or annotation sticking
+out of its figure (measured on the rendered page), and the views over many clips drawn. The
 test saves screenshots (EXPLORER_SCREENSHOTS=dir keeps them) and the latency of each control, from
 the change in the browser to the redrawn figure, in latency.json next to them.
 """
@@ -41,10 +44,45 @@ _FIGURE_STATE = """(title) => {
   return null;
 }"""
 
-# All five figures drawn (a FigureWidget shows an empty 360-px plot until its data arrive).
+# All seven figures drawn (a FigureWidget shows an empty 360-px plot until its data arrive): the five
+# views of one clip and the two over many clips.
 _ALL_DRAWN = """() => {
   const figs = [...document.querySelectorAll('.js-plotly-plot')];
-  return figs.length >= 5 && figs.every(gd => (gd.querySelector('.gtitle') || {}).textContent);
+  return figs.length >= 7 && figs.every(gd => (gd.querySelector('.gtitle') || {}).textContent);
+}"""
+
+# Measured in the page: the disk's printed labels that overlap another (pairs of texts), the texts of
+# every figure (titles, axis titles, tick labels, annotations) that stick out of their figure, and the
+# drawn radius of every point of the disk (distance from the disk's centre / its rim's radius, in px).
+_MEASURE = """(diskTitle) => {
+  const inside = (r, box) => r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1 &&
+                             r.bottom <= box.bottom + 1;
+  const cut = [];
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const svg = gd.querySelector('.main-svg');
+    if (!svg) continue;
+    const box = svg.getBoundingClientRect();
+    for (const t of gd.querySelectorAll('.gtitle, .g-xtitle text, .g-ytitle text, .xtick text, .ytick text, .annotation-text')) {
+      const r = t.getBoundingClientRect();
+      if (t.textContent.trim() && r.width > 0 && !inside(r, box)) cut.push(t.textContent.slice(0, 60));
+    }
+  }
+  const disk = [...document.querySelectorAll('.js-plotly-plot')].find(
+    gd => (gd.querySelector('.gtitle') || {textContent: ''}).textContent.includes(diskTitle));
+  const labels = [...disk.querySelectorAll('.textpoint text')].filter(t => t.textContent.trim())
+    .map(t => [t.textContent, t.getBoundingClientRect()]);
+  const overlaps = [];
+  for (let i = 0; i < labels.length; i++) for (let j = i + 1; j < labels.length; j++) {
+    const a = labels[i][1], b = labels[j][1];
+    if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5)
+      overlaps.push([labels[i][0], labels[j][0]]);
+  }
+  const xa = disk._fullLayout.xaxis, ya = disk._fullLayout.yaxis;
+  const radii = [];
+  for (const tr of disk.data) if (tr.mode === 'markers+text' && tr.x) for (let k = 0; k < tr.x.length; k++)
+    radii.push(Math.hypot(xa.d2p(Number(tr.x[k])) - xa.d2p(0), ya.d2p(Number(tr.y[k])) - ya.d2p(0)) /
+               Math.abs(xa.d2p(1) - xa.d2p(0)));
+  return {cut, overlaps, labels: labels.length, radii};
 }"""
 
 # The explorer's state on the page: the disk/plane figure's title and trace names, the time-patch
@@ -142,6 +180,14 @@ def _drive(ctx, base: str, token: str, shots: Path) -> dict[str, float]:
     page.screenshot(path=str(shots / "1_hacm_top.png"))
     state = page.evaluate(_PAGE_STATE)
     assert state["tp_max"] == 3, state["tp_max"]
+    # the first view: centred at the parent point, spread over the disk, labels apart, no text cut
+    measured = page.evaluate(_MEASURE, DISK)
+    assert not measured["overlaps"], measured["overlaps"]
+    assert not measured["cut"], measured["cut"]
+    assert measured["labels"] >= 3
+    radii = sorted(measured["radii"])
+    assert abs(radii[len(radii) // 2] - 0.5) < 0.1 and radii[0] < 1e-3, radii   # median ~0.5, parent at the centre
+    assert "How often each criterion keeps" in " ".join(f["title"] for f in state["figures"])
     assert "kept tokens in common" in state["text"] and "chance" in state["text"]
     assert "the MAMP mask (motion)" in state["text"] and "masking hacm with two branches" in state["text"]
     assert any(f["title"].startswith(DISK) for f in state["figures"])
@@ -149,7 +195,7 @@ def _drive(ctx, base: str, token: str, shots: Path) -> dict[str, float]:
     latency["time patch"] = _timed(page, lambda: _slider_press(page, "time patch", "ArrowRight"), DISK)
     latency["mask ratio"] = _timed(page, lambda: _slider_press(page, "mask ratio", "ArrowLeft", 3), GRID)
     latency["seed"] = _timed(page, lambda: _slider_press(page, "seed", "ArrowRight"), GRID)
-    latency["view centre"] = _timed(page, lambda: _dropdown(page, "view centre").select_option("parent point"),
+    latency["view centre"] = _timed(page, lambda: _dropdown(page, "view centre").select_option("midpoint"),
                                     DISK)
     latency["radial scale"] = _timed(page, lambda: _slider_press(page, "radial scale", "ArrowLeft", 4), DISK)
     latency["class"] = _timed(page, lambda: _dropdown(page, "class").select_option(index=1), DISK)
@@ -161,7 +207,8 @@ def _drive(ctx, base: str, token: str, shots: Path) -> dict[str, float]:
     page.wait_for_function(f"() => ({_PAGE_STATE})().tp_max === 7", timeout=60_000, polling=500)
     page.get_by_text("| Idle").first.wait_for(timeout=60_000)
     state = page.evaluate(_PAGE_STATE)
-    assert not any(DISK in f["title"] for f in state["figures"]), "a Euclidean checkpoint in a Poincaré disk"
+    assert not any(DISK in f["title"] for f in state["figures"]), [f["title"] for f in state["figures"]]
+    assert not page.evaluate(_MEASURE, PLANE)["cut"]
     plane = next(f for f in state["figures"] if f["title"].startswith(PLANE))
     assert not any(str(n).startswith(("temporal", "spatial")) for n in plane["traces"]), plane["traces"]
     assert "boundary |x| = 1" not in plane["traces"]

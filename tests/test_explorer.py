@@ -3,6 +3,8 @@ widget's controls follow the checkpoint and the clip, the disk view's transforms
 and the mask-overlap numbers agree with their definition."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -61,6 +63,13 @@ def mamp_checkpoint(tmp_path_factory):
                                               motion_expmap=False), MaskingConfig(strategy="motion"), seed=5)
 
 
+def _disk_points(fw) -> np.ndarray:
+    """Every token, trunk joint and parent point drawn on a disk FigureWidget, as one [n, 2] array."""
+    pts = [np.stack([np.asarray(t.x, float), np.asarray(t.y, float)], -1) for t in fw.data
+           if t.type == "scatter" and t.mode == "markers+text" and t.x is not None and len(t.x)]
+    return np.concatenate(pts)
+
+
 def _kept_x(fw):
     return [np.asarray(t.x).copy() for t in fw.data if t.type == "scatter"]
 
@@ -74,14 +83,15 @@ def test_controls_update_figure_widgets(store, checkpoint):
     ui.width.value = 1400                    # a wider notebook: wider figures, nothing recomputed
     assert (disk.layout.width, grid.layout.width) == (1400 - 310, 1400)
     kept_before = _kept_x(grid)
-    parent_before = disk.data[-1].x    # the parent point: moves with the embedding
+    points_before = _disk_points(disk)   # move with the embedding
 
     ui.controls["seed"].value = 7            # a new Gumbel draw: other kept tokens
     assert any(len(a) != len(b) or (a != b).any() for a, b in zip(kept_before, _kept_x(grid)))
     assert "drawn in" in ui.busy.value and ui.latency_s > 0
 
     ui.controls["checkpoint"].value = "trained"   # other weights: other points on the disk
-    assert not np.allclose(disk.data[-1].x, parent_before)
+    after = _disk_points(disk)
+    assert after.shape != points_before.shape or not np.allclose(after, points_before)
     assert ex.model("trained").cfg.dim == 24
     saved = ckpt.load_checkpoint(checkpoint / "checkpoints" / "last.pt")["model"]
     assert torch.equal(ex.model("trained").encoder.state_dict()["pos_embed"], saved["encoder.pos_embed"])
@@ -140,10 +150,10 @@ def test_clip_by_class_and_actor(store, checkpoint):
     ui.controls["class"].value = "jump"
     assert ui.controls["sample"].value == 1 and len(ui.controls["actor"].options) == 2
     disk = ui.figure_widgets["disk"]
-    parent_first = disk.data[-1].x
+    first = _disk_points(disk)
     ui.controls["actor"].value = 1
     assert "jump, actor 2" in disk.layout.title.text
-    assert not np.allclose(disk.data[-1].x, parent_first), "the second actor has its own embedding"
+    assert not np.allclose(_disk_points(disk), first), "the second actor has its own embedding"
     with pytest.raises(Exception, match="actor"):
         ex.resolve(sample=0, actor=1)
 
@@ -248,13 +258,14 @@ def test_rescale_multiplies_distances_from_the_origin():
 
 def test_explorer_view_applies_centre_and_scale(store, checkpoint):
     ex = MaskExplorer(store, {"HA-CM": checkpoint})
-    faithful = ex.view_layout(ex.resolve(time_patch=1))
-    centred = ex.view_layout(ex.resolve(time_patch=1, centre="parent point"))
+    faithful = ex.view_layout(ex.resolve(time_patch=1, centre="origin", radial_scale=1.0))
+    centred = ex.view_layout(ex.resolve(time_patch=1, centre="parent point", radial_scale=1.0))
     np.testing.assert_allclose(centred[-1], 0.0, atol=1e-12)    # the parent point is the last node
-    scaled = ex.view_layout(ex.resolve(time_patch=1, radial_scale=0.4))
+    scaled = ex.view_layout(ex.resolve(time_patch=1, centre="origin", radial_scale=0.4))
     np.testing.assert_allclose(poincare.disk_dist0(scaled), 0.4 * poincare.disk_dist0(faithful), rtol=1e-9)
     fig = ex.static_figures(time_patch=1, centre="parent point", radial_scale=0.4)
-    assert "re-centred at the parent point, distances from the centre x 0.40" in fig["disk"].layout.title.text
+    title = re.sub("<[^>]+>", " ", fig["disk"].layout.title.text)     # lines wrap to the figure's width
+    assert "re-centred at the parent point, distances from the centre x 0.40" in " ".join(title.split())
 
 
 def test_printed_labels_do_not_collide():
@@ -335,3 +346,77 @@ def test_bad_parameters_name_the_field(store):
         ex.static_figures(strategy="nope")
     with pytest.raises(Exception, match="centre"):
         ex.static_figures(centre="middle")
+
+
+def test_first_view_is_centred_at_the_parent_and_spread_over_the_disk(store, checkpoint):
+    """Defaults: the parent point at the centre, the radial scale from the data so that the clip's
+    median point (every time patch) sits at radius 0.5, not on the rim."""
+    ex = MaskExplorer(store, {"HA-CM": checkpoint})
+    p = ex.resolve(sample=1)
+    assert p.centre == "parent point" and p.radial_scale != 1.0
+    TP = ex.model("HA-CM").cfg.num_patches
+    drawn = [ex.view_layout(ex.resolve(sample=1, time_patch=t)) for t in range(TP)]
+    radii = np.concatenate([np.linalg.norm(xy[:-1], axis=-1) for xy in drawn])     # the parent point is the centre
+    assert np.median(radii) == pytest.approx(0.5, abs=1e-3)   # exact up to the mean of the middle two
+    np.testing.assert_allclose([xy[-1] for xy in drawn], 0.0, atol=1e-12)
+    # the faithful view (scale 1) has another median: the test would fail if the scale went inert
+    faithful = np.concatenate([np.linalg.norm(ex.view_layout(ex.resolve(sample=1, time_patch=t, radial_scale=1.0))[:-1],
+                                              axis=-1) for t in range(TP)])
+    assert abs(np.median(faithful) - 0.5) > 0.01
+    assert f"centre x {p.radial_scale:.2f}" in re.sub("<[^>]+>", " ", ex.static_figures(sample=1)["disk"].layout.title.text)
+    # a Euclidean view has no disk to rescale
+    assert ex.resolve(sample=1, geometry="euclidean").radial_scale == 1.0
+
+
+def test_spread_line_names_each_branch_once(store, checkpoint):
+    """spatial_only / temporal_only draw two branches of one criterion: each is named by its time patches."""
+    ex = MaskExplorer(store, {"HA-CM": checkpoint})
+    for strategy, crit in (("spatial_only", "hierarchy"), ("temporal_only", "attention")):
+        params = ex.resolve(sample=1, strategy=strategy)
+        text = ex.spread_text(params, ex.masks(params))
+        assert f"even time patches ({crit})" in text and f"odd time patches ({crit})" in text, text
+        assert "single branch" not in text
+    text = ex.figures(ex.resolve(sample=1))[1]["spread"]
+    assert "temporal branch (attention)" in text and "spatial branch (hierarchy)" in text
+    text = ex.figures(ex.resolve(sample=1, strategy="motion"))[1]["spread"]
+    assert text.count("one branch (motion)") == 1
+
+
+def test_projection_lines_leave_with_the_ball(store, checkpoint, mamp_checkpoint):
+    """The float32 projection lines belong to the ball: gone from the histogram of a Euclidean
+    checkpoint, also when the widget switches to it in place."""
+    ui = ExplorerWidget(MaskExplorer(store, {"HA-CM": checkpoint, "MAMP-style": mamp_checkpoint}))
+    radii = ui.figure_widgets["radii"]
+
+    def lines():
+        return [a.text for a in radii.layout.annotations if "projection" in (a.text or "")], len(radii.layout.shapes)
+
+    assert lines()[1] == 2 and len(lines()[0]) == 2
+    ui.controls["checkpoint"].value = "MAMP-style"
+    assert lines() == ([], 0) and "no ball" in radii.layout.title.text
+    ui.controls["checkpoint"].value = "HA-CM"
+    assert lines()[1] == 2
+
+
+def test_disk_labels_fit_the_drawn_size():
+    """Label boxes are sized in pixels for the figure's size: a smaller figure prints fewer labels,
+    and the boxes of the printed ones (in data units at that size) never overlap."""
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(-0.6, 0.6, size=(25, 2))
+    labels = [f"joint_number_{i}" for i in range(25)]
+    status = ["single kept"] * 25
+
+    def printed(size):
+        fig = poincare.poincare_disk_figure(xy, labels, status=status, size=size)
+        return [t for tr in fig.data if tr.name == "single kept" for t in tr.text if t]
+
+    assert len(printed((400, 400))) < len(printed((1400, 1400)))
+    px = min(1400 - poincare.LEFT_PX - poincare.RIGHT_PX, 1400 - 100 - poincare.BOTTOM_PX) / 2.16
+    shown = poincare.visible_labels(xy, labels, range(25), char_width=poincare.LABEL_CHAR_EM * poincare.LABEL_PX / px,
+                                    height=poincare.MARKER_PX / px, offset=(poincare.MARKER_PX / 2 + 3) / px)
+    boxes = [b for b, s in zip(poincare.label_boxes(xy, labels, char_width=poincare.LABEL_CHAR_EM * poincare.LABEL_PX / px,
+                                                     height=poincare.MARKER_PX / px,
+                                                     offset=(poincare.MARKER_PX / 2 + 3) / px), shown) if s]
+    for k, a in enumerate(boxes):
+        for b in boxes[k + 1:]:
+            assert a[1] <= b[0] or b[1] <= a[0] or a[3] <= b[2] or b[3] <= a[2]

@@ -16,6 +16,14 @@
   - the keep-probability spread max p / min p of each criterion against tau under both
     normalisations: the release's s / (tau max|s|) keeps masks close to random whatever tau is.
 
+Over many clips (`over_clips_figures`, hacm.viz.clipviews): how often each criterion keeps each
+(time patch, joint) token, with a uniformity test, and each joint's hyperbolic depth against its
+depth in the skeleton tree, with Spearman's rank correlation and a clip-bootstrap interval.
+
+The first view is centred at the parent point and scaled from the data (the clip's median point at
+radius 0.5); `demo_inputs()` gives the demo report's store and trained checkpoints, which the
+notebook opens on when they exist.
+
 Each checkpoint is shown as it was trained: its geometry, masking strategy (hence its branches),
 frame count and time patches come from its run config; a view can override geometry and strategy.
 The untrained model (checkpoint None) is built from the compared config: the first hacm checkpoint's
@@ -44,16 +52,19 @@ import torch
 from hacm.checkpoint import load_for_masks, run_config_of
 from hacm.config import DataConfig
 from hacm.data.dataset import SkeletonDataset
-from hacm.data.store import Store
+from hacm.data.store import META_FILE, Store
 from hacm.errors import HacmError
 from hacm.geometry import GEOMETRIES, RELEASE_BALL_EPS
-from hacm.masking import (NORMALISATIONS, STRATEGIES, MaskInfo, MaskingConfig, draw_masks, keep_log_probs,
-                           keep_spread)
+from hacm.masking import (NORMALISATIONS, STRATEGIES, MaskInfo, MaskingConfig, branch_positions, draw_masks,
+                           gumbel_topk, keep_log_probs, keep_spread, masked_grid, num_keep)
 from hacm.model import HACM, ModelConfig, split_actors
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, TRUNK_JOINTS, joint_set
+from hacm.viz.clipviews import (DepthCorrelation, KeepFrequency, depth_correlation, depth_figure,
+                                keep_frequency, keep_frequency_figure)
+from hacm.viz.fit import fit_layout
 from hacm.viz.overlap import mask_overlap
-from hacm.viz.poincare import (disk_layout, disk_midpoint, orient_layout, pca_basis, poincare_disk_figure,
-                               radius_figure, recentre, rescale)
+from hacm.viz.poincare import (disk_dist0, disk_layout, disk_midpoint, orient_layout, pca_basis,
+                               poincare_disk_figure, radius_figure, recentre, rescale)
 from hacm.viz.skeleton import skeleton_figure
 from hacm.viz.tokens import TokenPanel, keep_spread_figure, token_grid_figure
 
@@ -82,8 +93,21 @@ class ExplorerParams:
     normalise: str = ""        # keep-probability normalisation; "" = the strategy's own
     geometry: str = ""         # "" = the checkpoint's own
     checkpoint: str = ""       # a key of `checkpoints` ("" = the first)
-    centre: str = "origin"     # disk view centre: origin | parent point | midpoint (of the time patch)
-    radial_scale: float = 1.0  # Poincaré disk view: distances from the centre times this (1 = faithful)
+    centre: str = "parent point"   # disk view centre: origin | parent point | midpoint (of the time patch)
+    # Poincaré disk view: distances from the centre times this (1 = faithful); None = from the data,
+    # so that the clip's median point sits at radius AUTO_MEDIAN_RADIUS
+    radial_scale: float | None = None
+
+
+@dataclass
+class _Clips:
+    """Many clips embedded by one model: what the many-clip views need that masks do not change."""
+    clips: int
+    seqs: torch.Tensor         # [S, T, V, C] the token joints' input of every present actor
+    tokens: torch.Tensor       # [S, TP, V, D]
+    trunk: torch.Tensor        # [S, TP, 7, D]
+    labels: np.ndarray         # [S] class index of each sequence's clip
+    clip_of: np.ndarray        # [S] which clip each sequence is an actor of (its cluster in a bootstrap)
 
 
 @dataclass
@@ -98,6 +122,12 @@ class _Encoded:
 
 
 TAU_GRID = np.logspace(-1.5, 1.0, 26)   # the taus of the keep-spread curves
+AUTO_MEDIAN_RADIUS = 0.5                 # the automatic radial scale puts the median point here on the disk
+DEFAULT_WIDTH = 920                      # px: JupyterLab's output area at 1366 px with the file browser open
+HEIGHTS = {"disk": 600, "skeleton": 460, "radii": 420, "spread": 420, "frequency": 800, "depth": 480}
+CONTROLS_WIDTH = 300                     # px, the widget's control column beside the disk
+OVER_CLIPS = 200                         # clips of the many-clip views (evenly spaced over the dataset)
+FREQUENCY_DRAWS = 4                      # Gumbel draws per sequence in the keep-frequency map
 FLOAT32_BALL_EPS = 4e-3                  # geoopt's projection margin in float32
 
 
@@ -122,6 +152,27 @@ def _branch_name(strategy: str, criterion: str) -> str:
     return {"attention": "temporal", "hierarchy": "spatial"}[criterion]
 
 
+def branch_labels(strategy: str, criteria: tuple[str, ...]) -> list[str]:
+    """What to call each branch of a draw: HA-CM's temporal and spatial branch; two branches of one
+    criterion (spatial_only, temporal_only) by their time patches; else the one branch."""
+    if strategy == "hacm":
+        return [f"{_branch_name(strategy, c)} branch ({c})" for c in criteria]
+    if len(criteria) == 2:
+        return [f"even time patches ({criteria[0]})", f"odd time patches ({criteria[1]})"]
+    return [f"one branch ({c})" for c in criteria]
+
+
+def figure_sizes(width: int = DEFAULT_WIDTH) -> dict[str, tuple[int, int | None]]:
+    """(width, height) px of each view for a notebook `width` px wide: the disk shares its row with
+    the widget's controls, the skeleton and the histogram share theirs (None: the figure's own height,
+    which follows its number of panel rows)."""
+    half = width // 2 - 5
+    return {"disk": (width - CONTROLS_WIDTH - 10, HEIGHTS["disk"]), "tokens": (width, None),
+            "skeleton": (half, HEIGHTS["skeleton"]), "radii": (half, HEIGHTS["radii"]),
+            "spread": (width, HEIGHTS["spread"]), "frequency": (width, HEIGHTS["frequency"]),
+            "depth": (width, HEIGHTS["depth"])}
+
+
 def _sides(nodes: list[int]) -> tuple[list[int], list[int]]:
     """Disk node indices of the left-side and right-side joints (the orientation's mirror reference)."""
     return ([i for i, j in enumerate(nodes) if j >= 0 and JOINT_NAMES[j].startswith("left_")],
@@ -132,6 +183,26 @@ def _label_priority(nodes: list[int]) -> list[int]:
     """Disk node indices, most important label first: parent point, key joints, the rest."""
     rank = {JOINT_NAMES.index(name): r for r, name in enumerate(KEY_JOINTS)}
     return sorted(range(len(nodes)), key=lambda i: -1 if nodes[i] < 0 else rank.get(nodes[i], len(rank)))
+
+
+def demo_inputs(batch: str | Path | None = None) -> tuple[str, dict[str, str | None]] | None:
+    """(store, checkpoints) of the demo batch's explorer job (reports/batches/demo.yaml), resolved to
+    the report it writes, when `hacm demo` has written that store and at least one of those
+    checkpoints; else None. The explorer notebook opens on these: trained checkpoints teach what
+    the masks do, an untrained encoder does not."""
+    from hacm.report.batch import DEMO_BATCH, default_out_dir, load_batch
+    from hacm.report.runner import resolved_parameters
+
+    loaded = load_batch(batch or DEMO_BATCH)
+    job = next((j for j in loaded.jobs if j.notebook.stem == "explorer"), None)
+    if job is None:
+        return None
+    params = resolved_parameters(job, default_out_dir(loaded))
+    store, checkpoints = params.get("store"), params.get("checkpoints") or {}
+    present = {name: path for name, path in checkpoints.items() if path is None or Path(path).is_file()}
+    if not store or not (Path(store) / META_FILE).is_file() or not any(present.values()):
+        return None
+    return store, present
 
 
 class MaskExplorer:
@@ -163,6 +234,7 @@ class MaskExplorer:
         self._models: dict[tuple[str, str], HACM] = {}
         self._own_geometry: dict[str, str] = {}
         self._encoded: dict[tuple[int, int, str, str], _Encoded] = {}
+        self._many: dict[tuple[str, str, int], _Clips] = {}
         self._dataset(self.model_config.num_frames)     # validates benchmark/part now, not on first draw
 
     # -- cached building blocks --------------------------------------------------------------
@@ -285,8 +357,9 @@ class MaskExplorer:
             raise HacmError(f"MaskExplorer: normalise must be one of {NORMALISATIONS} (or empty), got {p.normalise!r}")
         if p.centre not in CENTRES:
             raise HacmError(f"MaskExplorer: centre must be one of {CENTRES}, got {p.centre!r}")
-        if not p.radial_scale > 0:
-            raise HacmError(f"MaskExplorer: radial_scale must be positive, got {p.radial_scale!r}")
+        if p.radial_scale is not None and not p.radial_scale > 0:
+            raise HacmError(f"MaskExplorer: radial_scale must be positive (or None: from the data), "
+                            f"got {p.radial_scale!r}")
         TP = model.cfg.num_patches
         if not 0 <= p.time_patch < TP:
             raise HacmError(f"MaskExplorer: time_patch {p.time_patch} out of range (0..{TP - 1}) for checkpoint "
@@ -294,7 +367,23 @@ class MaskExplorer:
         actors = self.num_actors(p.sample)
         if not 0 <= p.actor < actors:
             raise HacmError(f"MaskExplorer: actor {p.actor} out of range: sample {p.sample} has {actors} actor(s)")
+        if p.radial_scale is None:
+            p.radial_scale = self.auto_radial_scale(p) if p.geometry == "poincare" else 1.0
         return p
+
+    def auto_radial_scale(self, params: ExplorerParams) -> float:
+        """The radial scale that puts the median drawn point of the clip (every time patch, about
+        params' centre, the centre itself left out) at radius AUTO_MEDIAN_RADIUS of the disk: points
+        spread over the disk instead of a thin arc on the rim. One scale for the whole clip, so the
+        picture does not breathe when the time patch changes."""
+        clip = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry)
+        dists = []
+        for t in range(clip.layout.shape[0]):
+            xy = self._centred(clip.layout[t], params.centre, poincare=True)
+            d = disk_dist0(xy)
+            dists.append(d[d > 1e-9])          # the centre itself is at distance 0
+        median = float(np.median(np.concatenate(dists))) if any(len(d) for d in dists) else 0.0
+        return 2 * math.atanh(AUTO_MEDIAN_RADIUS) / median if median > 0 else 1.0
 
     def checkpoint_text(self, params: ExplorerParams) -> str:
         """What the checkpoint is: geometry, strategy and branches, frames and time patches, width."""
@@ -319,8 +408,8 @@ class MaskExplorer:
 
     def spread_text(self, params: ExplorerParams, info: MaskInfo) -> str:
         """Keep-probability spread of each branch of the current draw, as one line of text."""
-        parts = [f"{_branch_name(params.strategy, crit)} branch ({crit}) {float(spread[params.actor]):.2f}x"
-                 for crit, spread in zip(info.criteria, info.spread())]
+        parts = [f"{label} {float(spread[params.actor]):.2f}x"
+                 for label, spread in zip(branch_labels(params.strategy, info.criteria), info.spread())]
         normalise = self.masking_config(params).normalise
         return (f"keep-probability spread max p / min p at tau={params.tau:.2f} ({normalise} normalisation): "
                 + ", ".join(parts) + "  (1x = random masking)")
@@ -331,8 +420,9 @@ class MaskExplorer:
         actor = f", actor {params.actor + 1}" if int(self.store.num_actors[i]) > 1 else ""
         return f"{self.store.names[i]} ({self.store.class_names[self.store.labels[i]]}{actor})"
 
-    def figures(self, params: ExplorerParams) -> tuple[dict[str, go.Figure], dict[str, str]]:
-        """The views for resolved params, and their texts {"checkpoint", "overlap", "spread"}."""
+    def figures(self, params: ExplorerParams, width: int = DEFAULT_WIDTH) -> tuple[dict[str, go.Figure], dict[str, str]]:
+        """The views for resolved params, sized for a notebook `width` px wide (`figure_sizes`), and
+        their texts {"checkpoint", "overlap", "spread"}."""
         model = self.model(params.checkpoint, params.geometry)
         info = self.masks(params)
         others = {s: info if s == params.strategy else self.masks(params, s)
@@ -362,8 +452,10 @@ class MaskExplorer:
                   for s, other in others.items() if s != "random" for normalise in NORMALISATIONS}
         spread_fig = keep_spread_figure(curves, tau=params.tau,
                                         title=f"How far each criterion's masks are from random: {clip_name}")
-        return {"disk": self.disk_view(params, info, status, order), "skeleton": skel, "tokens": grid,
-                "radii": self.radius_view(params), "spread": spread_fig}, texts
+        sizes = figure_sizes(width)
+        figs = {"disk": self.disk_view(params, info, status, order, size=sizes["disk"]), "skeleton": skel,
+                "tokens": grid, "radii": self.radius_view(params), "spread": spread_fig}
+        return {k: fit_layout(f, sizes[k][0], sizes[k][1] or f.layout.height) for k, f in figs.items()}, texts
 
     def _node_status(self, params: ExplorerParams, info: MaskInfo) -> tuple[list[str], list[str]]:
         """Status of every disk node at params' time patch ("<branch> kept|masked", trunk ...), and
@@ -376,15 +468,21 @@ class MaskExplorer:
                   else PARENT_STATUS if j < 0 else TRUNK_STATUS for j in clip.nodes]
         return status, [f"{branch} kept", f"{branch} masked", TRUNK_STATUS, PARENT_STATUS]
 
+    @staticmethod
+    def _centred(xy: np.ndarray, centre: str, *, poincare: bool) -> np.ndarray:
+        """Positions [n, 2] moved so that `centre` (a CENTRES entry; the parent point is the last
+        node) is at the origin: Möbius addition on the disk, a translation on the plane."""
+        if centre == "origin":
+            return xy
+        point = xy[-1] if centre == "parent point" else disk_midpoint(xy) if poincare else xy.mean(0)
+        return recentre(xy, point, geometry="poincare" if poincare else "euclidean")
+
     def view_layout(self, params: ExplorerParams) -> np.ndarray:
-        """[n, 2] positions of params' time patch as drawn: re-centred (Möbius addition on the disk, a
-        translation on the plane), then radially rescaled (Möbius scalar multiplication, disk only)."""
+        """[n, 2] positions of resolved params' time patch as drawn: re-centred (`_centred`), then
+        radially rescaled (Möbius scalar multiplication, disk only)."""
         clip = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry)
-        xy = clip.layout[params.time_patch]
         poincare = params.geometry == "poincare"
-        if params.centre != "origin":
-            centre = xy[-1] if params.centre == "parent point" else disk_midpoint(xy) if poincare else xy.mean(0)
-            xy = recentre(xy, centre, geometry=params.geometry)
+        xy = self._centred(clip.layout[params.time_patch], params.centre, poincare=poincare)
         return rescale(xy, params.radial_scale) if poincare and params.radial_scale != 1.0 else xy
 
     def _view_note(self, params: ExplorerParams) -> str:
@@ -395,8 +493,10 @@ class MaskExplorer:
         note = ", ".join(x for x in (moved, scaled) if x)
         return note or ("distances from the origin faithful" if params.geometry == "poincare" else "|x| = L2 norm")
 
-    def disk_view(self, params: ExplorerParams, info: MaskInfo, status: list[str], order: list[str]) -> go.Figure:
-        """The token points of params' time patch in the checkpoint's geometry (disk or plane)."""
+    def disk_view(self, params: ExplorerParams, info: MaskInfo, status: list[str], order: list[str], *,
+                  size: tuple[int, int] = (DEFAULT_WIDTH - CONTROLS_WIDTH - 10, HEIGHTS["disk"])) -> go.Figure:
+        """The token points of params' time patch in the checkpoint's geometry (disk or plane),
+        labels placed for a figure of `size` (width, height) px."""
         clip = self.encoded(params.sample, params.actor, params.checkpoint, params.geometry)
         tokens = list(joint_set(self.model(params.checkpoint, params.geometry).cfg.prune))
         t, a = params.time_patch, params.actor
@@ -409,7 +509,7 @@ class MaskExplorer:
         return poincare_disk_figure(
             self.view_layout(params), labels, status=status, status_order=order, edges=edges, dist0=clip.dist0[t],
             scores=scores, geometry=params.geometry, label_priority=_label_priority(clip.nodes),
-            axis_note="",   # the subtitle says how the plane was made
+            axis_note="", size=size,   # the subtitle says how the plane was made
             title=f"{where}: {self.clip_name(params)}<br><sup>time patch {t}, "
                   f"{_branch_name(params.strategy, crit)} branch ({crit}), model: {params.checkpoint}<br>"
                   f"PCA plane, parent point down; {self._view_note(params)}</sup>")
@@ -427,10 +527,109 @@ class MaskExplorer:
             c = model.cfg.curvature
             lines = {f"float32 projection (eps {eps:g}) clips beyond": 2 / math.sqrt(c) * math.atanh(1 - eps)
                      for eps in (FLOAT32_BALL_EPS, RELEASE_BALL_EPS)}
+        note = ("depth in the hierarchy; a float32 projection puts every point beyond its line on one sphere"
+                if lines else "Euclidean norm: no ball, nothing is projected")
         return radius_figure(dist0, clip_lines=lines,
                              title=f"Distance from the origin ({params.geometry}), model {params.checkpoint}, "
-                                   f"clip {params.sample}<br><sup>depth in the hierarchy; a projection "
-                                   f"puts every point beyond its line on one sphere</sup>")
+                                   f"clip {params.sample}<br><sup>{note}</sup>")
+
+    # -- views over many clips ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def _over_clips(self, checkpoint: str, geometry: str, clips: int) -> _Clips:
+        """`clips` clips evenly spaced over the dataset, every present actor embedded once."""
+        key = (checkpoint, geometry, clips)
+        if key not in self._many:
+            model = self.model(checkpoint, geometry)
+            ds = self._dataset(model.cfg.num_frames)
+            samples = np.unique(np.linspace(0, len(ds) - 1, min(clips, len(ds))).round().astype(int))
+            seqs, tokens, trunk, labels, clip_of = [], [], [], [], []
+            for start in range(0, len(samples), 64):                  # batches bound the memory
+                x = torch.stack([self.clip(int(i), model.cfg.num_frames)[0][0] for i in samples[start:start + 64]])
+                info = model.masks(x)
+                s, actor_mask = split_actors(x)
+                seqs.append(s[:, :, model.encoder.joints])
+                tokens.append(info.tokens)
+                trunk.append(info.trunk)
+                clip_labels = self.store.labels[ds.sample_indices[samples[start:start + 64]]]
+                labels.append(np.repeat(clip_labels, actor_mask.sum(1).numpy()))
+                clip_of.append(np.repeat(samples[start:start + 64], actor_mask.sum(1).numpy()))
+            self._many[key] = _Clips(len(samples), torch.cat(seqs), torch.cat(tokens), torch.cat(trunk),
+                                     np.concatenate(labels), np.concatenate(clip_of))
+        return self._many[key]
+
+    def _clip_selection(self, params: ExplorerParams, clips: int, class_name: str | None) -> tuple[_Clips, np.ndarray]:
+        many = self._over_clips(params.checkpoint, params.geometry, clips)
+        if class_name is None:
+            return many, np.arange(len(many.labels))
+        if class_name not in self.store.class_names:
+            raise HacmError(f"MaskExplorer: class_name {class_name!r} is not a class of {self.store.path}; "
+                            f"expected one of {list(self.store.class_names)}")
+        chosen = np.flatnonzero(many.labels == self.store.class_names.index(class_name))
+        if not len(chosen):
+            raise HacmError(f"MaskExplorer: no clip of class {class_name!r} among the {many.clips} clips drawn; "
+                            f"raise `clips`")
+        return many, chosen
+
+    def keep_frequencies(self, params: ExplorerParams, *, clips: int = OVER_CLIPS, class_name: str | None = None,
+                         draws: int = FREQUENCY_DRAWS) -> list[KeepFrequency]:
+        """How often the current strategy and each criterion keep each token, over `clips` clips
+        (every present actor, `draws` Gumbel draws each, from params.seed), optionally of one class."""
+        many, chosen = self._clip_selection(params, clips, class_name)
+        model = self.model(params.checkpoint, params.geometry)
+        sel = torch.as_tensor(chosen)
+        actors = torch.ones(len(chosen), 1, dtype=torch.bool)      # each sequence its own "clip"
+        out = []
+        for strategy, title in [(params.strategy, f"{params.strategy} (current)"), *CRITERION_PANELS]:
+            cfg = self.masking_config(params, strategy)
+            generator = torch.Generator().manual_seed(params.seed)
+            info = draw_masks(many.seqs[sel], many.tokens[sel], many.trunk[sel], actors, cfg,
+                              geometry=model.encoder.geometry, temporal=model.temporal, t_patch=model.cfg.t_patch,
+                              generator=generator)
+            # further draws from the same keep probabilities: the scores do not change between draws
+            S, TP, V = info.mask.shape
+            positions = [branch_positions(p, V) for p in info.patches]
+            masks = [info.mask] + [masked_grid(torch.cat([
+                pos[gumbel_topk(info.log_p.flatten(1)[:, pos], num_keep(len(pos), cfg.mask_ratio), generator,
+                                cfg.keep_high)] for pos in positions], 1), TP * V).view(S, TP, V)
+                for _ in range(draws - 1)]
+            out.append(keep_frequency(masks, info.patches, title))
+        return out
+
+    def depth(self, params: ExplorerParams, *, clips: int = OVER_CLIPS, class_name: str | None = None) -> DepthCorrelation:
+        """Every joint's distance from the origin and from its parent point against its kinematic depth."""
+        many, chosen = self._clip_selection(params, clips, class_name)
+        model = self.model(params.checkpoint, params.geometry)
+        sel = torch.as_tensor(chosen)
+        return depth_correlation(many.tokens[sel], many.trunk[sel], joint_set(model.cfg.prune), model.encoder.geometry,
+                                 clips=many.clip_of[chosen])
+
+    def over_clips_figures(self, params: ExplorerParams, *, clips: int = OVER_CLIPS, class_name: str | None = None,
+                           width: int = DEFAULT_WIDTH) -> tuple[dict[str, go.Figure], dict[str, str]]:
+        """{"frequency", "depth"} figures over many clips and their captions."""
+        model = self.model(params.checkpoint, params.geometry)
+        freqs = self.keep_frequencies(params, clips=clips, class_name=class_name)
+        depth = self.depth(params, clips=clips, class_name=class_name)
+        which = f"class {class_name}" if class_name else "all classes"
+        n_seq = freqs[0].draws // FREQUENCY_DRAWS
+        where = (f"model {params.checkpoint} ({params.geometry}), {n_seq} sequences of {which} "
+                 f"({self.benchmark} {self.part})")
+        freq_fig = keep_frequency_figure(
+            freqs, [JOINT_NAMES[j] for j in joint_set(model.cfg.prune)],
+            title=f"How often each criterion keeps each token: {where}<br><sup>mask ratio {params.mask_ratio:.2f}, "
+                  f"tau {params.tau:.2f}, {FREQUENCY_DRAWS} draws per sequence from seed {params.seed}; "
+                  f"red: kept more often than uniform masking, blue: less</sup>")
+        depth_fig = depth_figure(depth, geometry=params.geometry,
+                                 title=f"Depth in the embedding against depth in the skeleton tree: {where}")
+        texts = {"frequency": (f"Keep frequency of every (time patch, joint) token relative to uniform masking with "
+                               f"the same kept count per branch, {where}, mask ratio {params.mask_ratio:.2f}, tau "
+                               f"{params.tau:.2f}, {FREQUENCY_DRAWS} draws each. Uniformity (chi-square): "
+                               + "; ".join(f.describe() for f in freqs) + "."),
+                 "depth": (f"Each joint's distance from the origin and from its time patch's parent point (mean over "
+                           f"time patches) against its depth in the kinematic tree, {where}. From the origin: "
+                           f"{depth.origin.describe()}. From the parent point: {depth.parent.describe()}.")}
+        sizes = figure_sizes(width)
+        return {"frequency": fit_layout(freq_fig, *sizes["frequency"]), "depth": fit_layout(depth_fig, *sizes["depth"])}, texts
 
     def static_figures(self, **params) -> dict[str, go.Figure]:
         """{"disk", "skeleton", "tokens", "radii", "spread"} as plain go.Figure for batch mode

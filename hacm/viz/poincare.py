@@ -23,8 +23,19 @@ import plotly.graph_objects as go
 import torch
 
 from hacm.errors import HacmError
+from hacm.viz.fit import title_margin, wrap_title
 
 GEODESIC_SAMPLES = 32   # points per drawn geodesic arc
+LABEL_PX = 9            # label font size (px)
+# Label boxes, in px: a character is at most 0.62 em wide in the sans-serif fonts Chromium uses
+# (DejaVu Sans, the widest, averages 0.55 em on joint names); the text starts 3 px past the marker.
+LABEL_CHAR_EM, LABEL_GAP_PX, MARKER_PX = 0.62, 3, 11
+# Room (px) the disk figure keeps around its plot area for the y tick labels and axis title (left)
+# and the x axis title and the three-row legend below (bottom); the title's is
+# hacm.viz.fit.title_margin. The label boxes are sized for the plot area this leaves, so the room is
+# generous: were plotly's automargin to grow it, the disk would be drawn smaller and labels sized
+# for the larger disk could touch (tests/test_browser_explorer.py measures them in Chromium).
+LEFT_PX, RIGHT_PX, BOTTOM_PX = 70, 20, 150
 # Deeper points are drawn at this distance from the origin (radius 1 - 6.7e-4: on the rim at any
 # screen resolution), so that two drawn points are at most 16 apart and geoopt's disk geodesics stay
 # exact (its artanh clamps at distance 16.8); hover texts give the true dist0.
@@ -149,22 +160,32 @@ def disk_midpoint(points) -> np.ndarray:
     return _DISK.weighted_midpoint(_as_float64(points), reducedim=[0], project=False).numpy()
 
 
+def label_boxes(xy, labels: Sequence[str], *, char_width: float, height: float,
+                offset: float = 0.0) -> list[tuple[float, float, float, float]]:
+    """(x0, x1, y0, y1) of each point's label box (data units), on the side away from the origin
+    (`label_sides`): from the point to the end of its text, which starts `offset` from the point and
+    is `len(label) * char_width` wide; `height` high."""
+    xy = np.asarray(xy, dtype=np.float64)
+    boxes = []
+    for (x, y), side, label in zip(xy, label_sides(xy), labels):
+        w = offset + len(label) * char_width
+        x0 = x if side == "middle right" else x - w
+        boxes.append((x0, x0 + w, y - height / 2, y + height / 2))
+    return boxes
+
+
 def visible_labels(xy, labels: Sequence[str], priority: Sequence[int], *, char_width: float,
-                   height: float) -> list[bool]:
+                   height: float, offset: float = 0.0) -> list[bool]:
     """Which labels to print so that no two printed labels overlap (the others stay on hover).
 
-    Each label is a box `len(label) * char_width` wide and `height` high (data units) beside its
-    point, on the side away from the origin (`label_sides`). Labels are placed greedily in
-    `priority` order (a permutation of the indices, most important first).
+    Boxes as `label_boxes`; labels are placed greedily in `priority` order (a permutation of the
+    indices, most important first).
     """
-    xy = np.asarray(xy, dtype=np.float64)
-    sides = label_sides(xy)
+    all_boxes = label_boxes(xy, labels, char_width=char_width, height=height, offset=offset)
     boxes: list[tuple[float, float, float, float]] = []
-    shown = [False] * len(xy)
+    shown = [False] * len(all_boxes)
     for i in priority:
-        w = len(labels[i]) * char_width
-        x0 = xy[i, 0] if sides[i] == "middle right" else xy[i, 0] - w
-        box = (x0, x0 + w, xy[i, 1] - height / 2, xy[i, 1] + height / 2)
+        box = all_boxes[i]
         if all(box[1] <= b[0] or b[1] <= box[0] or box[3] <= b[2] or b[3] <= box[2] for b in boxes):
             boxes.append(box)
             shown[i] = True
@@ -192,7 +213,7 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
                          edges: Sequence[tuple[int, int]] = (), dist0=None, scores=None,
                          status_order: Sequence[str] | None = None, label_priority: Sequence[int] | None = None,
                          geometry: str = "poincare", title: str = "Token points in the Poincaré disk",
-                         axis_note: str = "PCA of logmap0") -> go.Figure:
+                         axis_note: str = "PCA of logmap0", size: tuple[int, int] = (640, 600)) -> go.Figure:
     """Disk figure: points `layout` [V, 2] named `labels`, one legend entry per `status` label.
 
     status: per point "<branch> kept|masked" (branch: temporal, spatial, single) or "trunk ..."
@@ -202,7 +223,8 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
     present); a fixed order keeps the trace count stable, so a FigureWidget updates in place.
     label_priority: point indices, most important label first; a label that would overlap one
     printed before it is left to the hover text (`visible_labels`). axis_note: how the plane was
-    made, in the axis titles.
+    made, in the axis titles. size: (width, height) px of the figure, for which the labels are
+    placed (at another size, make the figure again).
     """
     xy = np.asarray(layout, dtype=np.float64)
     n = len(xy)
@@ -235,9 +257,14 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
                              marker={"symbol": "x", "color": "black", "size": 8}, hoverinfo="name"))
 
     half = 1.08 if poincare else max(1e-6, float(np.abs(xy).max())) * 1.1      # half the axis span
-    # a 9-px label on a ~560-px wide plot: about 6 px per character, 12 px high
+    width, height = size
+    title = wrap_title(title, width)
+    top = title_margin(title)
+    # equal axis scales: the shorter side of the plot area spans the axis range
+    px = min(width - LEFT_PX - RIGHT_PX, height - top - BOTTOM_PX) / (2 * half)     # px per data unit
     printed = visible_labels(xy, labels, range(n) if label_priority is None else label_priority,
-                             char_width=6 / 560 * 2 * half, height=12 / 560 * 2 * half)
+                             char_width=LABEL_CHAR_EM * LABEL_PX / px, height=max(MARKER_PX, 1.4 * LABEL_PX) / px,
+                             offset=(MARKER_PX / 2 + LABEL_GAP_PX) / px)
     sides = label_sides(xy)
     for st in (dict.fromkeys(status) if status_order is None else status_order):
         idx = [i for i in range(n) if status[i] == st]
@@ -245,7 +272,7 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
         fig.add_trace(go.Scatter(
             x=xy[idx, 0], y=xy[idx, 1], mode="markers+text", name=st, cliponaxis=False,
             text=[labels[i] if printed[i] else "" for i in idx], textposition=[sides[i] for i in idx],
-            textfont={"size": 9}, marker={"size": 11, **status_style(st)},
+            textfont={"size": LABEL_PX}, marker={"size": MARKER_PX, **status_style(st)},
             customdata=np.stack([dist0[idx], np.array(score_txt, dtype=object),
                                  np.array([labels[i] for i in idx], dtype=object)], axis=-1),
             hovertemplate="<b>%{customdata[2]}</b><br>" + st + "<br>dist0 = %{customdata[0]:.3f}"
@@ -255,8 +282,12 @@ def poincare_disk_figure(layout, labels: Sequence[str], *, status: Sequence[str]
     x_title = f"{where} x ({axis_note})" if axis_note else f"{where} x"
     axis = {"range": [-half, half], "zeroline": not poincare, "title": x_title}
     yaxis = {**axis, "title": f"{where} y", "scaleanchor": "x", "scaleratio": 1}
-    fig.update_layout(title=title, xaxis=axis, yaxis=yaxis, width=640, height=600,
-                      legend={"title": "token (branch, kept/masked)"}, template="plotly_white")
+    fig.update_layout(title=title, xaxis=axis, yaxis=yaxis, width=width, height=height, template="plotly_white",
+                      # the legend's title above its entries: beside them it pushed the last entry out of a
+                      # narrow figure
+                      legend={"title": {"text": "token (branch, kept/masked)", "side": "top"}, "orientation": "h",
+                              "yanchor": "top", "y": -0.12},
+                      margin={"t": top, "l": LEFT_PX, "r": RIGHT_PX, "b": BOTTOM_PX})
     return fig
 
 
