@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from hacm import paths
 from hacm.config import to_dict
 from hacm.errors import HacmError
 from hacm.rundir import CONFIG_FILE, Run, flatten, load_run
@@ -27,20 +28,25 @@ BOOKKEEPING = frozenset({"epoch", "step", "epochs", "best_epoch", "lr", "seconds
 
 
 def find_runs(patterns: str | Path | Sequence[str | Path]) -> list[Path]:
-    """The run directories named by paths and / or glob patterns, in order, each once. A pattern
-    keeps the run directories among its matches (and must match one); a plain path must be one."""
+    """The run directories named by paths and / or glob patterns, in order, each once; relative ones
+    are read from the repository root (hacm.paths.resolve). A pattern keeps the run directories among
+    its matches (and must match one); a plain path must be one. The errors name the absolute path
+    tried and the runs that do exist."""
     if isinstance(patterns, (str, Path)):
         patterns = [patterns]
     found: dict[Path, None] = {}
-    for pattern in map(str, patterns):
+    advice = "set `runs` to run directories or glob patterns"
+    for pattern in (str(paths.resolve(p)) for p in patterns):
         if not glob.has_magic(pattern):
             if not (Path(pattern) / CONFIG_FILE).is_file():
-                raise HacmError(f"runs: {pattern} is not a hacm run directory (no {CONFIG_FILE})")
+                raise paths.not_found("runs", Path(pattern), f"is not a hacm run directory (no {CONFIG_FILE})",
+                                      advice, what="runs", mark=CONFIG_FILE)
             found.setdefault(Path(pattern).resolve())
             continue
         matches = [m for m in sorted(glob.glob(pattern)) if (Path(m) / CONFIG_FILE).is_file()]
         if not matches:
-            raise HacmError(f"runs: the pattern {pattern!r} matches no run directory (a folder with {CONFIG_FILE})")
+            raise paths.not_found("runs", Path(pattern), f"(a pattern) matches no run directory (a folder with {CONFIG_FILE})",
+                                  advice, what="runs", mark=CONFIG_FILE)
         for m in matches:
             found.setdefault(Path(m).resolve())
     if not found:

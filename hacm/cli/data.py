@@ -8,6 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
+from hacm import paths
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="convert, generate and inspect skeleton datasets",
@@ -16,20 +18,20 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
 
     ntu = sub.add_parser("ntu", help="raw NTU RGB+D .skeleton files -> store")
-    ntu.add_argument("--raw", type=Path, required=True, help="directory of .skeleton files")
-    ntu.add_argument("--out", type=Path, required=True, help="store directory to write")
+    ntu.add_argument("--raw", type=paths.resolve, required=True, help="directory of .skeleton files")
+    ntu.add_argument("--out", type=paths.resolve, required=True, help="store directory to write")
     ntu.add_argument("--dataset", choices=("ntu60", "ntu120"), default=None,
                      help="which dataset (required unless RAW/synth.json names it)")
     ntu.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     ntu.add_argument("--allow-errors", action="store_true",
                      help="publish the store even if some files could not be parsed (listed in the manifest)")
-    ntu.add_argument("--missing", type=Path, default=None,
+    ntu.add_argument("--missing", type=paths.resolve, default=None,
                      help="text file of sample names to drop without parsing (NTU missing-skeleton list)")
     ntu.set_defaults(func=_ntu)
 
     pku = sub.add_parser("pku", help="PKU-MMD Phase I/II -> store")
-    pku.add_argument("--raw", type=Path, required=True, help="directory with skeleton/, label/ and split files")
-    pku.add_argument("--out", type=Path, required=True, help="store directory to write")
+    pku.add_argument("--raw", type=paths.resolve, required=True, help="directory with skeleton/, label/ and split files")
+    pku.add_argument("--out", type=paths.resolve, required=True, help="store directory to write")
     pku.add_argument("--phase", type=int, choices=(1, 2), required=True)
     pku.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     pku.add_argument("--allow-errors", action="store_true",
@@ -37,28 +39,28 @@ def register(subparsers) -> None:
     pku.set_defaults(func=_pku)
 
     synth = sub.add_parser("synth", help="generate the synthetic dataset as raw NTU-format files")
-    synth.add_argument("--out", type=Path, required=True, help="directory for the raw files")
+    synth.add_argument("--out", type=paths.resolve, required=True, help="directory for the raw files")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--performers", type=int, default=7)
     synth.add_argument("--replications", type=int, default=5)
     synth.set_defaults(func=_synth)
 
     info = sub.add_parser("info", help="summarise a store (counts per split and class, lengths, sizes)")
-    info.add_argument("store", type=Path)
+    info.add_argument("store", type=paths.resolve)
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.add_argument("--verify", action="store_true", help="also recompute the checksum")
     info.set_defaults(func=_info)
 
     imp = sub.add_parser("import-npz", help="legacy MAMP/CTR-GCN .npz -> store")
-    imp.add_argument("file", type=Path)
-    imp.add_argument("--out", type=Path, required=True, help="store directory to write")
+    imp.add_argument("file", type=paths.resolve)
+    imp.add_argument("--out", type=paths.resolve, required=True, help="store directory to write")
     imp.add_argument("--benchmark", default=None, help="benchmark name for the file's train/test split")
     imp.set_defaults(func=_import_npz)
 
     exp = sub.add_parser("export-npz", help="store benchmark -> legacy .npz (300 frames, 2 actors)")
-    exp.add_argument("store", type=Path)
+    exp.add_argument("store", type=paths.resolve)
     exp.add_argument("--benchmark", required=True)
-    exp.add_argument("--out", type=Path, required=True, help=".npz file to write")
+    exp.add_argument("--out", type=paths.resolve, required=True, help=".npz file to write")
     exp.set_defaults(func=_export_npz)
 
 

@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from hacm.config import load_config, shipped_configs, to_yaml
+from hacm import paths
+from hacm.config import load_config, replace, shipped_configs, to_yaml
 from hacm.errors import ConfigError, HacmError
 
 PROTOCOL_HELP = {
@@ -31,7 +32,8 @@ def register(subparsers) -> None:
         p.add_argument("--config", required=True, metavar="FILE",
                        help="hacm or MAMP/HA-CM YAML, or the name of a shipped config (e.g. synth_pretrain)")
         _add_overrides(p)
-        p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<protocol>-<config name>)")
+        p.add_argument("--out", metavar="RUN_DIR", type=paths.resolve,
+                       help="run directory (default runs/<protocol>-<config name>)")
         if protocol != "knn":
             p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
         p.add_argument("--dry-run", action="store_true",
@@ -79,7 +81,8 @@ def _run_protocol(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config}: is a {cfg.protocol} config; run `hacm {cfg.protocol}` "
                           f"(or --set protocol={args.protocol})")
     _print_notes(notes, sys.stderr)
-    out = Path(args.out) if args.out else Path("runs") / f"{args.protocol}-{Path(args.config).stem}"
+    cfg = _anchored(cfg)
+    out = args.out or paths.resolve(Path("runs") / f"{args.protocol}-{Path(args.config).stem}")
     if args.dry_run:
         print(f"# hacm {args.protocol} would write {out}\n{to_yaml(cfg)}")
         return 0
@@ -94,9 +97,16 @@ def _run_protocol(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expand(paths: list[str]) -> list[Path]:
+def _anchored(cfg):
+    """cfg with its store and pre-trained encoder read from the repository root (hacm.paths), as a
+    notebook reads them, whatever directory the command runs in."""
+    pretrained = cfg.train.pretrained and str(paths.resolve(cfg.train.pretrained))
+    return replace(cfg, data={"store": str(paths.resolve(cfg.data.store))}, train={"pretrained": pretrained})
+
+
+def _expand(names: list[str]) -> list[Path]:
     files = []
-    for name in paths:
+    for name in names:
         p = Path(name)
         found = sorted(p.rglob("*.yaml")) if p.is_dir() else [p]
         if not found:   # a mistyped folder must not pass as "0 of 0 resolved"
