@@ -225,7 +225,7 @@ def test_matplotlib_figures_display_as_png_with_caption():
 def test_save_figure_writes_caption(tmp_path):
     fig = curves.accuracy_figure([{"epoch": 0, "acc": 0.5}])
     written = export.save_figure(fig, tmp_path, "acc", caption="linear probe of run x")
-    assert written == [tmp_path / "acc.png", tmp_path / "acc.caption.txt"]
+    assert written == [tmp_path / f"acc.{fmt}" for fmt in ("png", "pdf", "svg", "caption.txt")]
     assert export.caption_of(tmp_path / "acc.png") == "linear probe of run x" == fig.caption
     export.save_figure(Figure(), tmp_path, "plain")
     assert export.caption_of(tmp_path / "plain.png") is None
@@ -244,13 +244,36 @@ def test_save_figure_writes_html_and_png(tmp_path):
     assert "cdn.plot.ly" not in html.read_text() and 'src="plotly.min.js"' in html.read_text()
     mpl = Figure()
     mpl.subplots().plot([0, 1])
-    assert export.save_figure(mpl, tmp_path, "mpl") == [tmp_path / "mpl.png"]
+    assert export.save_figure(mpl, tmp_path, "mpl") == [tmp_path / f"mpl.{fmt}" for fmt in ("png", "pdf", "svg")]
     assert (tmp_path / "mpl.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "mpl.pdf").read_bytes()[:5] == b"%PDF-" and b"<svg" in (tmp_path / "mpl.svg").read_bytes()
     if export.find_chromium() is None:
         pytest.skip("no Chromium (/usr/bin/chromium or BROWSER_PATH): plotly PNG export not testable here")
     png = tmp_path / "line.png"
     assert png in written and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "line.pdf").read_bytes()[:5] == b"%PDF-" and b"<svg" in (tmp_path / "line.svg").read_bytes()
     export.close_exporter()
+
+
+def test_tables_save_as_booktabs_latex_csv_and_markdown(tmp_path):
+    table = tables.ablation_table([{"method": "HA-CM (ours)", "kNN-20 (%)": 81.25, "vs HA-CM": "reference"},
+                                   {"method": "MAMP_style & co", "kNN-20 (%)": 79.5, "vs HA-CM": "-1.8 ± 0.4"}],
+                                  caption="± is the spread over seeds; 95 % CI.")
+    written = export.save_table(table, tmp_path, "methods")
+    assert written == [tmp_path / f"methods.{fmt}" for fmt in ("md", "tex", "csv")]
+    tex = (tmp_path / "methods.tex").read_text().splitlines()
+    assert tex[:3] == ["\\begin{table}[t]", "\\centering",
+                       "\\caption{$\\pm$ is the spread over seeds; 95 \\% CI.}"]
+    assert tex[3:7] == ["\\begin{tabular}{lrl}", "\\toprule", "method & kNN-20 (\\%) & vs HA-CM \\\\", "\\midrule"]
+    assert tex[7:9] == ["HA-CM (ours) & 81.25 & reference \\\\", "MAMP\\_style \\& co & 79.50 & -1.8 $\\pm$ 0.4 \\\\"]
+    assert tex[9:] == ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    import csv
+    with open(tmp_path / "methods.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[1] == {"method": "MAMP_style & co", "kNN-20 (%)": "79.5", "vs HA-CM": "-1.8 ± 0.4"}
+    assert (tmp_path / "methods.md").read_text().startswith("| method | kNN-20 (%) | vs HA-CM |")
+    with pytest.raises(HacmError, match="name"):
+        export.save_table(table, tmp_path, "methods.tex")
 
 
 def test_save_figure_rejects_bad_input(tmp_path):

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING
 import hacm
 from hacm.fileio import write_text_atomic
 from hacm.report.batch import REPO_ROOT
-from hacm.viz.export import caption_of
+from hacm.viz.export import VECTOR_FORMATS, caption_of
+
+TABLE_LINKS = (("tex", "LaTeX"), ("csv", "CSV"), ("md", "Markdown"))
 
 if TYPE_CHECKING:
     from hacm.report.batch import Batch
@@ -360,14 +362,22 @@ def _figure_section(out: Path, r: JobResult) -> str:
         interactive = png.with_suffix(".html")
         target = f"{r.name}/{interactive.name}" if interactive.is_file() else f"{r.name}/{png.name}"
         caption = caption_of(png) or png.stem
+        vectors = " · ".join(f'<a href="{e(r.name)}/{e(png.stem)}.{fmt}">{fmt.upper()}</a>'
+                             for fmt in VECTOR_FORMATS if png.with_suffix(f".{fmt}").is_file())
         figs.append(f'<figure><a href="{e(target)}"><img src="{e(r.name)}/{e(png.name)}" alt="{e(png.stem)}"></a>'
-                    f"<figcaption><b>{e(png.stem)}</b>: {e(caption)}</figcaption></figure>")
+                    f"<figcaption><b>{e(png.stem)}</b>: {e(caption)}"
+                    f"{f' <span class=sub>({vectors})</span>' if vectors else ''}</figcaption></figure>")
     # interactive figures that have no PNG (kaleido unavailable) are still linked
     pngs = {p.stem for p in (out / r.name).glob("*.png")}
     for page in sorted((out / r.name).glob("*.html")) if r.succeeded else []:
         if page.stem not in pngs and page.name not in exports(r.notebook):
             figs.append(f'<figure><a href="{e(r.name)}/{e(page.name)}">{e(page.stem)} (interactive)</a>'
                         f"<figcaption>{e(caption_of(page) or '')}</figcaption></figure>")
-    if not figs:
+    tables = [t for t in sorted((out / r.name).glob("*.tex")) if r.succeeded]
+    listed = "".join(f"<li>{e(t.stem)}: " + " · ".join(
+        f'<a href="{e(r.name)}/{e(t.stem)}.{fmt}">{label}</a>' for fmt, label in TABLE_LINKS
+        if t.with_suffix(f".{fmt}").is_file()) + "</li>" for t in tables)
+    if not figs and not listed:
         return ""
-    return f'<h2 id="figures-{e(r.name)}">{e(r.name)}</h2><div class="figs">{"".join(figs)}</div>'
+    tables_html = f'<p class="sub">Tables (LaTeX with booktabs, CSV, Markdown):</p><ul>{listed}</ul>' if listed else ""
+    return f'<h2 id="figures-{e(r.name)}">{e(r.name)}</h2>{tables_html}<div class="figs">{"".join(figs)}</div>'
