@@ -143,12 +143,31 @@ def config_diff_rows(diff: dict[str, dict[str, object]]) -> list[dict]:
     return rows
 
 
+def loss_formula(run: Run) -> str | None:
+    """What a pre-training run logs as `loss`: "(1 - a) L_rec + a L_cc" with a = model.cc_weight
+    (hacm.losses.total_loss), "L_rec" without the contrast; None for a downstream run."""
+    if run.config.protocol != "pretrain":
+        return None
+    a = run.config.model.cc_weight
+    return "loss = L_rec" if a == 0 else f"loss = {1 - a:g} L_rec + {a:g} L_cc"
+
+
 def epoch_curves(runs: Sequence[Run], names: dict[Path, str], metrics: Sequence[str]) -> dict[str, dict[str, list]]:
     """{protocol: {run name: epoch records}} for the runs that logged any of `metrics` per epoch,
-    grouped by protocol (a pre-training loss and a classifier's are not on one scale)."""
+    grouped by protocol (a pre-training loss and a classifier's are not on one scale).
+
+    Pre-training losses are compared as themselves: `loss_cc` is left out of a run trained without
+    the contrast (its logged 0 is no measurement), and the weighted total `loss` is kept only when
+    every pre-training run weighs L_rec and L_cc alike (loss_formula), since (1 - a) L_rec + a L_cc
+    of different a are not on one scale."""
+    totals_differ = len({loss_formula(r) for r in runs if r.config.protocol == "pretrain"}) > 1
     out: dict[str, dict[str, list]] = {}
     for r in runs:
-        rows = r.rows("epoch")
+        left_out = set()
+        if r.config.protocol == "pretrain":
+            left_out = {"loss_cc"} if r.config.model.cc_weight == 0 else set()
+            left_out |= {"loss"} if totals_differ else set()
+        rows = [{k: v for k, v in row.items() if k not in left_out} for row in r.rows("epoch")]
         if any(m in row for row in rows for m in metrics):
             out.setdefault(r.config.protocol, {})[names[r.path.resolve()]] = rows
     return out

@@ -149,6 +149,10 @@ def _hatch_kept(ax, kept: np.ndarray) -> None:
     for t, v in zip(*np.nonzero(kept)):
         ax.add_patch(Rectangle((t - 0.5, v - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#737373", lw=0))
 _LINESTYLES = ("-", "--", ":", "-.")
+# Panel titles of the metrics whose key alone does not say what they are.
+METRIC_TITLES = {"loss": "loss: the weighted total (legend: its formula)",
+                 "loss_rec": "L_rec: masked-motion reconstruction (MSE)",
+                 "loss_cc": "L_cc: cross-contrast (runs that train it)"}
 
 
 def _colour_group(name: str) -> str:
@@ -157,11 +161,12 @@ def _colour_group(name: str) -> str:
 
 
 def run_curves_figure(curves: Mapping[str, Sequence[Mapping]], metrics: Sequence[str], *,
-                      title: str = "Runs compared") -> Figure:
+                      title: str = "Runs compared", notes: Mapping[str, str | None] | None = None) -> Figure:
     """One panel per metric (shared epoch axis), one line per run: {run name: its epoch records}.
 
     Accuracies (keys with "acc", fractions) are shown in %. Runs that differ only in their seed
-    share a colour and differ in line style. Metrics no run logged are left out."""
+    share a colour and differ in line style. Metrics no run logged are left out. `notes` adds a
+    run's note to its legend entry (hacm.compare.loss_formula: what its `loss` is)."""
     shown = [m for m in metrics if any(len(_series(rows, m, "epoch")[0]) for rows in curves.values())]
     if not shown:
         raise HacmError(f"run_curves_figure: no run logged any of {list(metrics)} per epoch")
@@ -180,12 +185,13 @@ def run_curves_figure(curves: Mapping[str, Sequence[Mapping]], metrics: Sequence
                 (handles[name],) = ax.plot(x, 100 * y if "acc" in metric else y, ls=style, lw=1.2, marker="o",
                                            ms=2.5, color=colours(groups.index(group) % colours.N))
     for ax, metric in zip(axes[0], shown):
-        ax.set_title(metric, fontsize=10)
+        ax.set_title(METRIC_TITLES.get(metric, metric), fontsize=9)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{metric} (%)" if "acc" in metric else metric)
         ax.grid(alpha=0.3)
-    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+    labels = [f"{name}: {notes[name]}" if notes and notes.get(name) else name for name in handles]
+    fig.legend(list(handles.values()), labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
                frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
