@@ -191,21 +191,28 @@ def test_tau_curve_and_tables_and_reconstruction():
     assert "<caption>± is the spread. Same in every row: seeds 3.</caption>" in shared.to_html()
     assert shared.to_markdown().endswith("\n\n± is the spread. Same in every row: seeds 3.")
     assert tables.ablation_table(rows[:1], fold_constant=True).columns == ["run", "seeds"]   # one row: kept
-    pred, target = np.zeros((4, 3, 9)), np.ones((4, 3, 9))
+    # motion in its own units: 3 frames x 3 channels per token; target speed |(1, 2, 2)| = 3 per frame
+    target = np.tile([1.0, 2.0, 2.0], (4, 3, 3))
+    pred = np.zeros((4, 3, 9))
     mask = np.zeros((4, 3), dtype=bool)
     mask[0] = True
-    pred[1, 2] = 5.0
-    rec = curves.reconstruction_figure(pred, target, mask, ["a", "b", "c"])
-    assert "mean 1.000" in rec.axes[2].get_title()
+    pred[0, 0] = np.tile([2.0, 4.0, 4.0], 3)                 # twice as fast: speed 6, error 3
+    pred[1, 2] = 50.0                                         # a kept token's value is never shown
+    rec = curves.reconstruction_figure(pred, target, mask, ["a", "b", "c"], units="m / frame")
+    assert rec.axes[2].get_title() == "|prediction - target| (mean 3 m / frame)"   # (3 + 3 + 3) / 3
     # target and prediction on one colour scale with one colour bar; kept tokens are not predicted:
     # blank (NaN) in the prediction, hatched in the prediction and error panels
     target_img, pred_img = rec.axes[0].images[0], rec.axes[1].images[0]
-    assert target_img.get_clim() == pred_img.get_clim() == (0.0, 3.0)   # |ones(9)| = 3; the kept 5s are not shown
-    assert len(rec.axes) == 5                                            # 3 panels + 2 colour bars
+    assert target_img.get_clim() == pred_img.get_clim() == (0.0, 6.0)   # speeds 3 (target), 6 and 0 (masked)
+    np.testing.assert_allclose(np.asarray(target_img.get_array()), 3.0)   # uniform target motion reads as such
+    np.testing.assert_allclose(np.asarray(pred_img.get_array()).T[0], [6.0, 0.0, 0.0])
+    assert "m / frame" in rec.axes[0].get_title() and len(rec.axes) == 5   # 3 panels + 2 colour bars
     shown = np.asarray(pred_img.get_array()).T                           # [TP, V]
     assert np.isnan(np.ma.filled(shown, np.nan)[~mask]).all() and not np.isnan(shown[mask]).any()
     for ax in rec.axes[1:3]:
         assert len(ax.patches) == (~mask).sum() and all(p.get_hatch() for p in ax.patches)
+    with pytest.raises(HacmError, match=r"t_patch\*3"):
+        curves.reconstruction_figure(pred[..., :8], target[..., :8], mask, ["a", "b", "c"])
     assert not rec.axes[0].patches
 
 
