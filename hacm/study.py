@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hacm import stats, train
+from hacm import evaluate, stats, train
 from hacm.config import RunConfig, load_config, to_dict
 from hacm.errors import HacmError
 from hacm.rundir import finished, load_run
@@ -128,10 +128,9 @@ class StudyResult:
         labels = next((r.labels for r in self.runs if r.labels is not None), None)
         if labels is None:
             return None
-        counts = np.bincount(labels)
-        classes = int((counts > 0).sum())
-        return {"majority": round(100 * counts.max() / len(labels), 2), "uniform": round(100 / classes, 2),
-                "classes": classes}
+        levels = evaluate.chance_levels(labels)
+        return {"majority": round(100 * levels["majority"], 2), "uniform": round(100 * levels["uniform"], 2),
+                "classes": levels["classes"]}
 
     def untrained(self) -> str | None:
         """The variant that is not pre-trained (a random encoder), the floor every method should clear."""

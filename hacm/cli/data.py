@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from hacm import paths
@@ -126,12 +127,44 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+TINY_CLASS = 0.25   # a class with fewer clips than this fraction of the median class (in a split part) is tiny
+
+
+def class_warnings(summary: dict) -> list[str]:
+    """Warnings about classes a benchmark cannot measure well: classes with no clip in the store,
+    classes missing from a split part, and tiny ones (fewer clips than TINY_CLASS x the median class
+    of that part). Empty classes still get a classifier output, and a class with a handful of test
+    clips moves its accuracy in big steps."""
+    names, totals = list(summary["classes"]), summary["classes"]
+    warnings = []
+    empty = [n for n in names if totals[n] == 0]
+    if empty:
+        warnings.append(f"{len(empty)} of {len(names)} classes have no clips at all: {', '.join(empty)}")
+    for bench, parts in summary["splits"].items():
+        for part, info in parts.items():
+            counts = {n: c for n, c in zip(names, info["per_class"]) if totals[n] > 0}
+            missing = [n for n, c in counts.items() if c == 0]
+            if missing:
+                warnings.append(f"{bench} {part}: {len(missing)} classes have no clips: {', '.join(missing)}")
+            present = [c for c in counts.values() if c > 0]
+            if not present:
+                continue
+            median = float(sorted(present)[len(present) // 2])
+            tiny = [f"{n} ({c})" for n, c in counts.items() if 0 < c < TINY_CLASS * median]
+            if tiny:
+                warnings.append(f"{bench} {part}: {len(tiny)} tiny classes (fewer than {TINY_CLASS:g} x the "
+                                f"median {median:g} clips): {', '.join(tiny)}")
+    return warnings
+
+
 def _info(args: argparse.Namespace) -> int:
     from hacm.data.store import Store
 
     store = Store.open(args.store, verify=args.verify)
     summary = store.summary()
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    for warning in class_warnings(summary):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.verify:
         print("checksum  ok")
     return 0

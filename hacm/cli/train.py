@@ -4,7 +4,6 @@ Configs are read and checked before torch is imported, so a config error answers
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -93,8 +92,29 @@ def _run_protocol(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="hacm: %(message)s")
     summary = train.run(cfg, out, resume=getattr(args, "resume", False))
     if summary and os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 reports
-        print(json.dumps({"run_dir": str(out), **summary}, indent=2))
+        print(summary_text(out, summary))
     return 0
+
+
+def summary_text(run_dir, summary: dict) -> str:
+    """A finished run's summary as a person reads it: one "key: value" line each, accuracies in
+    percent with one decimal, each beside the chance level when the run measured it (kNN: always
+    answering the most frequent test class), other numbers to 4 significant digits."""
+    chance = summary.get("chance_acc")
+    beside = f"  (chance {100 * chance:.1f} %)" if chance is not None else ""
+    lines = [f"run_dir: {run_dir}"]
+    for key, value in summary.items():
+        if key == "chance_acc" or value is None:
+            continue
+        if key.endswith("_acc") and isinstance(value, (int, float)):
+            lines.append(f"{key}: {100 * value:.1f} %{beside}")
+        elif isinstance(value, float):
+            lines.append(f"{key}: {value:.4g}")
+        else:
+            lines.append(f"{key}: {value}")
+    if chance is not None:
+        lines.append(f"chance level: {100 * chance:.1f} % (always answering the most frequent test class)")
+    return "\n".join(lines)
 
 
 def _anchored(cfg):
