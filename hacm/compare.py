@@ -121,15 +121,25 @@ def comparison_rows(runs: Sequence[Run], names: dict[Path, str] | None = None, *
                     metrics: Sequence[str] | None = None) -> list[dict]:
     """One row per run: its name, the config keys that differ between the runs, and its summary
     numbers (`metrics`, default every result number; accuracies in %). A run without summary.json
-    (stopped early or still going) shows its last epoch and "finished": False."""
+    (stopped early or still going) shows its last epoch and "finished": False. When the pre-training
+    runs weigh L_rec and L_cc differently, their total `loss` is replaced by its formula."""
     names = names or run_names([r.path for r in runs])
     diff = config_diff(runs, names)
+    totals_differ = _totals_differ(runs)
     rows = []
     for r in runs:
         name = names[r.path.resolve()]
+        numbers = _result_numbers(r, metrics)
+        if totals_differ and r.config.protocol == "pretrain":   # not one scale: say what each total sums
+            numbers = {"loss formula": loss_formula(r), **{k: v for k, v in numbers.items() if k != "loss"}}
         rows.append({"run": name, "finished": bool(r.summary), **{k: values[name] for k, values in diff.items()},
-                     **_result_numbers(r, metrics)})
+                     **numbers})
     return rows
+
+
+def _totals_differ(runs: Sequence[Run]) -> bool:
+    """Whether the pre-training runs weigh L_rec and L_cc differently (their `loss` is not one scale)."""
+    return len({loss_formula(r) for r in runs if r.config.protocol == "pretrain"}) > 1
 
 
 def config_diff_rows(diff: dict[str, dict[str, object]]) -> list[dict]:
@@ -160,7 +170,7 @@ def epoch_curves(runs: Sequence[Run], names: dict[Path, str], metrics: Sequence[
     the contrast (its logged 0 is no measurement), and the weighted total `loss` is kept only when
     every pre-training run weighs L_rec and L_cc alike (loss_formula), since (1 - a) L_rec + a L_cc
     of different a are not on one scale."""
-    totals_differ = len({loss_formula(r) for r in runs if r.config.protocol == "pretrain"}) > 1
+    totals_differ = _totals_differ(runs)
     out: dict[str, dict[str, list]] = {}
     for r in runs:
         left_out = set()
