@@ -299,3 +299,21 @@ def test_length_histogram_counts_every_clip():
     assert [t.get_text().split(" (")[0] for t in ax.get_legend().get_texts()] == ["train", "test"]
     with pytest.raises(HacmError, match="no clip lengths"):
         curves.length_histogram_figure({"train": []})
+
+
+def test_report_gallery_links_vector_figures_and_tables(tmp_path):
+    """The index's section of a job links each figure's PDF and SVG and each table's LaTeX, CSV and
+    Markdown, as save_figure and save_table wrote them."""
+    from hacm.report.html import _figure_section
+    from hacm.report.runner import JobResult
+
+    fig = curves.accuracy_figure([{"epoch": 0, "acc": 0.5}, {"epoch": 1, "acc": 0.75}])
+    export.save_figure(fig, tmp_path / "methods", "acc", caption="accuracy per epoch")
+    export.save_table(tables.ablation_table([{"method": "a", "acc": 1.0}]), tmp_path / "methods", "methods")
+    section = _figure_section(tmp_path, JobResult("methods", "methods.ipynb", "ok"))
+    assert '(<a href="methods/acc.pdf">PDF</a> · <a href="methods/acc.svg">SVG</a>)' in section
+    assert ('<li>methods: <a href="methods/methods.tex">LaTeX</a> · <a href="methods/methods.csv">CSV</a> · '
+            '<a href="methods/methods.md">Markdown</a></li>') in section
+    (tmp_path / "methods" / "acc.pdf").unlink()
+    assert '<a href="methods/acc.svg">SVG</a>' in _figure_section(tmp_path, JobResult("methods", "methods.ipynb", "ok"))
+    assert "acc.pdf" not in _figure_section(tmp_path, JobResult("methods", "methods.ipynb", "ok"))
