@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from hacm import paths
 from hacm.config import to_dict
 from hacm.errors import HacmError
 from hacm.rundir import CONFIG_FILE, Run, flatten, load_run
@@ -27,20 +28,25 @@ BOOKKEEPING = frozenset({"epoch", "step", "epochs", "best_epoch", "lr", "seconds
 
 
 def find_runs(patterns: str | Path | Sequence[str | Path]) -> list[Path]:
-    """The run directories named by paths and / or glob patterns, in order, each once. A pattern
-    keeps the run directories among its matches (and must match one); a plain path must be one."""
+    """The run directories named by paths and / or glob patterns, in order, each once; relative ones
+    are read from the repository root (hacm.paths.resolve). A pattern keeps the run directories among
+    its matches (and must match one); a plain path must be one. The errors name the absolute path
+    tried and the runs that do exist."""
     if isinstance(patterns, (str, Path)):
         patterns = [patterns]
     found: dict[Path, None] = {}
-    for pattern in map(str, patterns):
+    advice = "set `runs` to run directories or glob patterns"
+    for pattern in (str(paths.resolve(p)) for p in patterns):
         if not glob.has_magic(pattern):
             if not (Path(pattern) / CONFIG_FILE).is_file():
-                raise HacmError(f"runs: {pattern} is not a hacm run directory (no {CONFIG_FILE})")
+                raise paths.not_found("runs", Path(pattern), f"is not a hacm run directory (no {CONFIG_FILE})",
+                                      advice, what="runs", mark=CONFIG_FILE)
             found.setdefault(Path(pattern).resolve())
             continue
         matches = [m for m in sorted(glob.glob(pattern)) if (Path(m) / CONFIG_FILE).is_file()]
         if not matches:
-            raise HacmError(f"runs: the pattern {pattern!r} matches no run directory (a folder with {CONFIG_FILE})")
+            raise paths.not_found("runs", Path(pattern), f"(a pattern) matches no run directory (a folder with {CONFIG_FILE})",
+                                  advice, what="runs", mark=CONFIG_FILE)
         for m in matches:
             found.setdefault(Path(m).resolve())
     if not found:
@@ -115,15 +121,25 @@ def comparison_rows(runs: Sequence[Run], names: dict[Path, str] | None = None, *
                     metrics: Sequence[str] | None = None) -> list[dict]:
     """One row per run: its name, the config keys that differ between the runs, and its summary
     numbers (`metrics`, default every result number; accuracies in %). A run without summary.json
-    (stopped early or still going) shows its last epoch and "finished": False."""
+    (stopped early or still going) shows its last epoch and "finished": False. When the pre-training
+    runs weigh L_rec and L_cc differently, their total `loss` is replaced by its formula."""
     names = names or run_names([r.path for r in runs])
     diff = config_diff(runs, names)
+    totals_differ = _totals_differ(runs)
     rows = []
     for r in runs:
         name = names[r.path.resolve()]
+        numbers = _result_numbers(r, metrics)
+        if totals_differ and r.config.protocol == "pretrain":   # not one scale: say what each total sums
+            numbers = {"loss formula": loss_formula(r), **{k: v for k, v in numbers.items() if k != "loss"}}
         rows.append({"run": name, "finished": bool(r.summary), **{k: values[name] for k, values in diff.items()},
-                     **_result_numbers(r, metrics)})
+                     **numbers})
     return rows
+
+
+def _totals_differ(runs: Sequence[Run]) -> bool:
+    """Whether the pre-training runs weigh L_rec and L_cc differently (their `loss` is not one scale)."""
+    return len({loss_formula(r) for r in runs if r.config.protocol == "pretrain"}) > 1
 
 
 def config_diff_rows(diff: dict[str, dict[str, object]]) -> list[dict]:
@@ -137,12 +153,31 @@ def config_diff_rows(diff: dict[str, dict[str, object]]) -> list[dict]:
     return rows
 
 
+def loss_formula(run: Run) -> str | None:
+    """What a pre-training run logs as `loss`: "(1 - a) L_rec + a L_cc" with a = model.cc_weight
+    (hacm.losses.total_loss), "L_rec" without the contrast; None for a downstream run."""
+    if run.config.protocol != "pretrain":
+        return None
+    a = run.config.model.cc_weight
+    return "loss = L_rec" if a == 0 else f"loss = {1 - a:g} L_rec + {a:g} L_cc"
+
+
 def epoch_curves(runs: Sequence[Run], names: dict[Path, str], metrics: Sequence[str]) -> dict[str, dict[str, list]]:
     """{protocol: {run name: epoch records}} for the runs that logged any of `metrics` per epoch,
-    grouped by protocol (a pre-training loss and a classifier's are not on one scale)."""
+    grouped by protocol (a pre-training loss and a classifier's are not on one scale).
+
+    Pre-training losses are compared as themselves: `loss_cc` is left out of a run trained without
+    the contrast (its logged 0 is no measurement), and the weighted total `loss` is kept only when
+    every pre-training run weighs L_rec and L_cc alike (loss_formula), since (1 - a) L_rec + a L_cc
+    of different a are not on one scale."""
+    totals_differ = _totals_differ(runs)
     out: dict[str, dict[str, list]] = {}
     for r in runs:
-        rows = r.rows("epoch")
+        left_out = set()
+        if r.config.protocol == "pretrain":
+            left_out = {"loss_cc"} if r.config.model.cc_weight == 0 else set()
+            left_out |= {"loss"} if totals_differ else set()
+        rows = [{k: v for k, v in row.items() if k not in left_out} for row in r.rows("epoch")]
         if any(m in row for row in rows for m in metrics):
             out.setdefault(r.config.protocol, {})[names[r.path.resolve()]] = rows
     return out

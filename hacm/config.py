@@ -241,6 +241,8 @@ class TrainConfig:
 class KnnConfig:
     k: tuple[int, ...] = (20, 1)
     temperature: float = 0.07                # vote weight exp(cos / T)
+    train_clips: int | None = None           # bank of at most this many training clips, a sample drawn
+                                             # with train.seed (a large store's quick check); None: all
 
 
 @dataclass
@@ -482,6 +484,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"knn.k: expected a non-empty list of positive integers, got {list(cfg.knn.k)}")
     if cfg.knn.temperature <= 0:
         raise ConfigError(f"knn.temperature: expected > 0, got {cfg.knn.temperature}")
+    if cfg.knn.train_clips is not None and cfg.knn.train_clips < 1:
+        raise ConfigError(f"knn.train_clips: expected a positive number of clips or null (all), got {cfg.knn.train_clips}")
 
 
 # --------------------------------------------------------------------------------------------

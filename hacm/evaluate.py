@@ -134,6 +134,14 @@ def knn_accuracy(train_feats, train_labels, test_feats, test_labels, *, k: Seque
 # Accuracy and confusion
 
 
+def chance_levels(labels: np.ndarray) -> dict[str, float]:
+    """What guessing scores on clips with these true classes (fractions): "majority" always answers
+    the most frequent class, "uniform" picks one of the classes present at random; and "classes"."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    classes = int((counts > 0).sum())
+    return {"majority": float(counts.max() / counts.sum()), "uniform": 1.0 / classes, "classes": classes}
+
+
 def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of predicted labels [N] (or logits [N, C])."""
     pred = np.asarray(pred)

@@ -58,7 +58,9 @@ def sample_indices(n: int, size: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
-def _sample(dataset, size: int | None, seed: int, what: str):
+def sample_clips(dataset, size: int | None, seed: int, what: str):
+    """A seeded sample of `size` clips of dataset (all when None), in dataset order; `what` names the
+    parameter in the error for a size below 1."""
     if size is not None and size < 1:
         raise HacmError(f"{what}: expected a positive number of clips or None (all), got {size}")
     return Subset(dataset, sample_indices(len(dataset), size, seed).tolist())
@@ -72,8 +74,8 @@ def feature_space(name: str, source: str | Path | torch.nn.Module, cfg: RunConfi
     if isinstance(source, (str, Path)):   # read the checkpoint once for both parts
         source = checkpoint.load_model(source)
     store = Store.open(cfg.data.store)
-    train_set = _sample(make_dataset(cfg, store, "train", augment=False), train_clips, seed, "train_clips")
-    test_set = _sample(make_dataset(cfg, store, "test", augment=False), test_clips, seed, "test_clips")
+    train_set = sample_clips(make_dataset(cfg, store, "train", augment=False), train_clips, seed, "train_clips")
+    test_set = sample_clips(make_dataset(cfg, store, "test", augment=False), test_clips, seed, "test_clips")
     train_f, train_y = extract_features(source, train_set, batch_size=batch_size, num_workers=cfg.data.num_workers)
     test_f, test_y = extract_features(source, test_set, batch_size=batch_size, num_workers=cfg.data.num_workers)
     acc = knn_accuracy(train_f, train_y, test_f, test_y, k=(k,), temperature=cfg.knn.temperature,

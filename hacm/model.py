@@ -213,6 +213,23 @@ class PretrainOutput:
     keep: tuple[Tensor, ...] = field(default_factory=tuple)   # per branch [S, k_b]
     actor_mask: Tensor | None = None                          # [N, M]
     keep_spread: dict[str, float] = field(default_factory=dict)   # criterion -> mean max p / min p
+    motion: Tensor | None = None     # [S, TP*V, t_patch*C] the target before each token is normalised
+
+
+TOKEN_NORM_EPS = 1e-6
+
+
+def normalise_tokens(motion: Tensor) -> Tensor:
+    """Each token's values to mean 0 and variance 1 (MAE's normalised-pixel target, as MAMP)."""
+    mean, var = motion.mean(-1, keepdim=True), motion.var(-1, keepdim=True)
+    return (motion - mean) / (var + TOKEN_NORM_EPS).sqrt()
+
+
+def denormalise_tokens(values: Tensor, motion: Tensor) -> Tensor:
+    """Predictions of normalised tokens back in the units of `motion` (the tokens they predict), with
+    each token's own mean and spread: the inverse of normalise_tokens."""
+    mean, var = motion.mean(-1, keepdim=True), motion.var(-1, keepdim=True)
+    return values * (var + TOKEN_NORM_EPS).sqrt() + mean
 
 
 class HACM(nn.Module):
@@ -285,15 +302,18 @@ class HACM(nn.Module):
 
     def target(self, seqs: Tensor) -> Tensor:
         """Normalised motion of the token joints: seqs [S, T, 25, C] -> [S, L, t_patch*C]."""
+        return normalise_tokens(self.motion(seqs))
+
+    def motion(self, seqs: Tensor) -> Tensor:
+        """Motion of the token joints in the data's own units (per frame; through the target's ball
+        when model.motion_expmap), as patches: seqs [S, T, 25, C] -> [S, L, t_patch*C]."""
         x = seqs[:, :, self.encoder.joints]
         x = x.to(torch.promote_types(x.dtype, torch.float32))                        # [S, T, V, C]
         motion = torch.zeros_like(x)
         motion[:, :-1] = x[:, 1:] - x[:, :-1]                                        # last frame 0
         if self.motion_geometry is not None:
             motion = self.motion_geometry.expmap0(motion)
-        target = patchify(motion, self.cfg.t_patch).flatten(1, 2)                    # [S, L, P]
-        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-        return (target - mean) / (var + 1e-6).sqrt()
+        return patchify(motion, self.cfg.t_patch).flatten(1, 2)                      # [S, L, P]
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> PretrainOutput:
         """x [N, C, T, 25, M] -> losses and everything needed to inspect them."""
@@ -310,7 +330,8 @@ class HACM(nn.Module):
         visible = points.reshape(S, TP * V, D).gather(1, keep.unsqueeze(-1).expand(-1, -1, D))
         z = encoder.forward_tokens(visible)                                              # [S, K, D]
         pred = self.decode(z, keep)
-        target = self.target(seqs)
+        motion = self.motion(seqs)
+        target = normalise_tokens(motion)
         mask = info.mask.flatten(1)
         loss_rec = losses.masked_mse(pred, target, mask)
         if self.cfg.cc_weight > 0:
@@ -321,7 +342,7 @@ class HACM(nn.Module):
         else:
             loss_cc = loss_rec.new_zeros(())
         return PretrainOutput(losses.total_loss(loss_cc, loss_rec, self.cfg.cc_weight), loss_rec, loss_cc,
-                              mask, pred, target, info.keep, actor_mask, info.spread_by_criterion())
+                              mask, pred, target, info.keep, actor_mask, info.spread_by_criterion(), motion)
 
 
 # ---------------------------------------------------------------------------------------------

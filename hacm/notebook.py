@@ -4,11 +4,13 @@ A notebook of notebooks/ receives `report_dir` (papermill fills it in a batch) a
 figures and `summary.json` there; the report's index page reads the summary. Runs go through
 `train_or_read`, so re-executing a notebook reads the runs it already finished.
 
-Where the data is: every notebook that reads a store has a `store` parameter; empty means
-`default_store()`, the synthetic store under the data root ($HACM_DATA, else `data/` of the hacm
-checkout: `data/synth/store`, where the README's `hacm data ntu` example writes it). The
-data_overview notebook generates the synthetic dataset there when it is missing, so the chain
-data_overview -> pretrain -> evaluate works with every parameter left at its default.
+Where things are: every path parameter (store, runs, run_dir, report_dir, checkpoints) is read by
+hacm.paths.resolve: absolute as given, relative from the repository root (not from the kernel's
+notebooks/ folder), so the README's `reports/demo/data/store` works as typed. A notebook that reads
+a store has a `store` parameter; empty means `default_store()`, the synthetic store under the data
+root ($HACM_DATA, else `<root>/data`: `data/synth/store`, where the README's `hacm data ntu` example
+writes it). The data_overview notebook generates the synthetic dataset there when it is missing, so
+the chain data_overview -> pretrain -> evaluate works with every parameter left at its default.
 
 Importing this module makes a HacmError raised in a notebook cell show as one line naming what to
 change, without hacm's internal traceback (`show_errors_briefly`).
@@ -22,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from hacm import launch, lock, rundir, train
+from hacm import launch, lock, paths, rundir, train
 from hacm.config import RunConfig, load_config
 from hacm.data.convert import convert_ntu
 from hacm.data.dataset import SkeletonDataset
@@ -32,15 +34,20 @@ from hacm.datasets import make_dataset
 from hacm.errors import HacmError
 from hacm.fileio import make_dir, write_text_atomic
 
-DATA_ENV = "HACM_DATA"
-CHECKOUT = Path(__file__).resolve().parents[1]
+DATA_ENV = paths.DATA_ENV
 STORE_EXAMPLE = "reports/demo/data/store"     # what `hacm demo` writes
 RESUME_CHOICES = ("auto", True, False)
 
 
+def resolve(path: str | Path | None):
+    """A path parameter as an absolute path (hacm.paths.resolve: relative from the repository root);
+    None and "" (a parameter's "none" or "unset", which the code reading it explains) stay as they are."""
+    return paths.resolve(path) if path else path
+
+
 def output_dir(report_dir: str | Path) -> Path:
-    """The notebook's output directory, created if needed."""
-    return make_dir(report_dir, "notebook output directory")
+    """The notebook's output directory (a relative one under the repository root), created if needed."""
+    return make_dir(paths.resolve(report_dir), "notebook output directory")
 
 
 def write_summary(report_dir: str | Path, values: dict) -> Path:
@@ -50,7 +57,7 @@ def write_summary(report_dir: str | Path, values: dict) -> Path:
     report_dir, so a copied or moved report still reads right."""
     def plain(v):
         if isinstance(v, Path):
-            return Path(os.path.relpath(Path(v).resolve(), Path(report_dir).resolve())).as_posix()
+            return Path(os.path.relpath(Path(v).resolve(), paths.resolve(report_dir).resolve())).as_posix()
         if hasattr(v, "tolist"):
             return v.tolist()
         if isinstance(v, dict):
@@ -59,7 +66,7 @@ def write_summary(report_dir: str | Path, values: dict) -> Path:
             return [plain(x) for x in v]
         return v
 
-    path = Path(report_dir) / "summary.json"
+    path = paths.resolve(report_dir) / "summary.json"
     write_text_atomic(path, json.dumps(plain(values), indent=1) + "\n")
     return path
 
@@ -77,7 +84,7 @@ def train_or_read(cfg: RunConfig, run_dir: str | Path, *, resume: str | bool = "
     """
     if resume not in RESUME_CHOICES:
         raise HacmError(f"resume: expected one of {RESUME_CHOICES}, got {resume!r}")
-    run_dir = Path(run_dir)
+    run_dir = paths.resolve(run_dir)
     if overwrite:
         _delete_run(run_dir)
     partial = (run_dir / "checkpoints" / "last.pt").is_file()
@@ -115,8 +122,8 @@ def test_set(cfg: RunConfig) -> SkeletonDataset:
 
 
 def data_root() -> Path:
-    """Where notebooks keep datasets: $HACM_DATA, else data/ of the hacm checkout."""
-    return Path(os.environ.get(DATA_ENV) or CHECKOUT / "data")
+    """Where notebooks keep datasets: $HACM_DATA, else data/ of the repository root (hacm.paths)."""
+    return paths.data_root()
 
 
 def default_store() -> Path:
@@ -129,17 +136,15 @@ def is_store(path: str | Path) -> bool:
 
 
 def store_path(store: str | Path = "") -> Path:
-    """The store a notebook reads: `store`, or default_store() when empty. A relative path under data/
-    (as the shipped configs name their stores) that is not found from the current directory is read
-    from the data root, so `data/synth/store` means default_store(). HacmError naming the notebook
-    parameter `store` when no store is there."""
-    path = Path(store) if store else default_store()
-    if not is_store(path) and not path.is_absolute() and path.parts[:1] == ("data",):
-        path = data_root().joinpath(*path.parts[1:])
+    """The store a notebook reads, as an absolute path: `store` (hacm.paths.resolve: relative from the
+    repository root; `data/...` from the data root, so `data/synth/store` means default_store()), or
+    default_store() when empty. HacmError naming the notebook parameter `store`, the absolute path
+    tried and the stores that do exist, when no store is there."""
+    path = paths.resolve(store) if store else default_store()
     if not is_store(path):
         found = "is not a hacm store" if path.exists() else "does not exist"
-        raise HacmError(f"store: {path} {found}; set `store` to a store directory, e.g. {STORE_EXAMPLE} "
-                        f"(the data_overview notebook writes the synthetic store to {default_store()})")
+        raise paths.not_found("store", path, found, f"set `store` to a store directory, e.g. {STORE_EXAMPLE} "
+                              f"(the data_overview notebook writes the synthetic store to {default_store()})")
     return path
 
 
@@ -153,6 +158,26 @@ def with_store(config: str | Path, overrides: Mapping[str, Any] | None, store: s
 
 def open_store(path: str | Path = "") -> Store:
     return Store.open(store_path(path))
+
+
+def overview_store(store: str | Path = "", make_synthetic: bool = False, **synth) -> Path:
+    """The store the data_overview notebook shows. Synthetic data is written only where that cannot
+    hide or mix with real data: into the default store (`store` empty) when it is missing, or, with
+    make_synthetic=True, into an absent or empty directory `store`. Any other path must already be a
+    store; a directory holding anything else is refused (a one-line HacmError naming the command
+    that converts real data into a store)."""
+    path = paths.resolve(store) if store else default_store()
+    if is_store(path):
+        return path
+    holds = path.is_dir() and any(path.iterdir())
+    if path.exists() and (holds or not path.is_dir()):
+        raise paths.not_found("store", path, "holds files but no hacm store", "point `store` at a store, or convert "
+                              f"your data into one with `hacm data ntu|pku --out {paths.shown(path)}`")
+    if store and not make_synthetic:
+        raise paths.not_found("store", path, "does not exist" if not path.exists() else "is empty",
+                              f"convert your data into it with `hacm data ntu|pku --out {paths.shown(path)}`, or set "
+                              "make_synthetic=True to generate the synthetic dataset there")
+    return synthetic_store(path, **synth)
 
 
 def synthetic_store(store_dir: str | Path, **synth) -> Path:

@@ -35,7 +35,8 @@ from hacm.data.store import Store
 from hacm.datasets import make_dataset
 from hacm.distributed import Process, all_reduce_sum, autocast, compute_dtype
 from hacm.errors import ConfigError, HacmError
-from hacm.evaluate import accuracy, extract_features, knn_predict
+from hacm.evaluate import accuracy, chance_levels, extract_features, knn_predict
+from hacm.features import sample_clips
 from hacm.optim import lr_at, make_optimizer, set_lr
 from hacm.progress import progress_bar
 
@@ -380,10 +381,12 @@ def _knn(cfg: RunConfig, run_dir: Path, proc: Process) -> dict:
     rundir.prepare(cfg, run_dir, resume=False, is_main=True)
     store = Store.open(cfg.data.store)
     model = _model(cfg, store.num_classes, proc)
+    sets = {"train": sample_clips(make_dataset(cfg, store, "train", augment=False), cfg.knn.train_clips,
+                                  cfg.train.seed, "knn.train_clips"),
+            "test": make_dataset(cfg, store, "test", augment=False)}
     with _float32_products(cfg, proc):
-        feats = {part: extract_features(model, make_dataset(cfg, store, part, augment=False),
-                                        batch_size=cfg.train.batch_size, device=proc.device, amp=cfg.train.amp,
-                                        num_workers=cfg.data.num_workers)
+        feats = {part: extract_features(model, sets[part], batch_size=cfg.train.batch_size, device=proc.device,
+                                        amp=cfg.train.amp, num_workers=cfg.data.num_workers)
                  for part in ("train", "test")}
     preds = knn_predict(*feats["train"], feats["test"][0], k=cfg.knn.k, temperature=cfg.knn.temperature,
                         num_classes=store.num_classes)
@@ -391,6 +394,7 @@ def _knn(cfg: RunConfig, run_dir: Path, proc: Process) -> dict:
     writer.predictions(feats["test"][1], {f"knn{k}": p for k, p in preds.items()})
     record = {"kind": "knn", "epoch": 0, "step": 0, "pretrained": cfg.train.pretrained,
               "train_clips": len(feats["train"][1]), "test_clips": len(feats["test"][1]),
+              "chance_acc": chance_levels(feats["test"][1])["majority"],
               **{f"knn{k}_acc": accuracy(p, feats["test"][1]) for k, p in preds.items()}}
     writer.log(record)
     summary = {"protocol": "knn", **{k: v for k, v in record.items() if k != "kind"}}

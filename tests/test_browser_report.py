@@ -26,7 +26,7 @@ pytestmark = [
                        reason=f"{CHROMIUM} not installed (`make chromium` / .ci/install-chromium installs it)"),
 ]
 
-METHODS = {"HA-CM": 0.80, "MAMP-style": 0.79, "MAE-style": 0.60, "random encoder": 0.40}
+METHODS = {"HA-CM": 0.80, "MAMP-style": 0.79, "MAE-style": 0.30, "random encoder": 0.40}   # MAE-style: below the floor
 CAVEAT = "Synthetic data, a small model and a CPU budget: what the workbench measures, not HA-CM on NTU."
 
 STAND_IN = [
@@ -39,9 +39,11 @@ STAND_IN = [
     "from hacm.viz.export import save_figure\n"
     "rng = np.random.default_rng(0)\n"
     f"rates = {METHODS!r}\n"
+    "labels = np.arange(300) % 60   # 60 classes, 5 test clips each: chance 1.7 %\n"
     "runs = [StudyRun(m, s, {}, {}, {'linprobe': rng.random(300) < p, 'knn20': rng.random(300) < p - 0.02},\n"
-    "                 {'linprobe_best_on_test': p + 0.01}) for m, p in rates.items() for s in range(3)]\n"
-    "configs = {m: {'masking.strategy': m.split('-')[0].lower(), 'model.cc_weight': 0.5} for m in rates}\n"
+    "                 {'linprobe_best_on_test': p + 0.01}, labels) for m, p in rates.items() for s in range(3)]\n"
+    "configs = {m: {'masking.strategy': m.split('-')[0].lower(), 'model.cc_weight': 0.5, 'data.benchmark': 'ntu60-xsub'}\n"
+    "           for m in rates}\n"
     "configs['random encoder'] = None\n"
     "result = StudyResult(runs, list(rates), [0, 1, 2], 300, configs)",
     "fig = method_comparison_figure(result.per_variant('linprobe'), metric='linear probe, last epoch (%)')\n"
@@ -88,14 +90,25 @@ def _check_index(page, index: Path) -> None:
     headers = page.locator("#headline-table th").all_inner_texts()
     assert any(h.startswith("linear probe, last epoch (%)") for h in headers)
     assert any(h.startswith("kNN-20 (%)") for h in headers)
-    assert any("best epoch on test" in h and "selected on test" in h for h in headers)
+    assert any("best test epoch" in h and "selected on the test set" in h and "never used to rank" in h for h in headers)
+    assert all("chance 1.7" in h for h in headers if h.startswith(("linear probe, last epoch (%)", "kNN-20 (%)")))
+    assert "Chance level on these test clips (60 classes): 1.7 %" in page.locator("#headline ~ p.sub").first.inner_text()
     verdicts = page.locator("#headline-table td.significance").all_inner_texts()
     assert len(verdicts) == 2 * len(METHODS)                       # two metrics per method
     assert verdicts[0] == "reference"
     # a verdict per comparison, written out, with the Holm-adjusted p
-    assert all(re.match(r"(not significant|significant \((higher|lower)\))\n[+-]\d+\.\d pts .*p [=<] \d", v)
+    assert all(re.match(r"(not significant|significantly (higher|lower))\n[+-]\d+\.\d pts .*p [=<] \d", v)
                for v in verdicts[2:]), verdicts
-    assert any(v.startswith("not significant") for v in verdicts) and any(v.startswith("significant") for v in verdicts)
+    assert any(v.startswith("not significant") for v in verdicts) and any(v.startswith("significantly") for v in verdicts)
+    # lower is never shown in the colour of good news
+    lower = page.locator("#headline-table span.sig-lower")
+    assert lower.count() >= 1 and all(lower.nth(i).inner_text() == "significantly lower" for i in range(lower.count()))
+    assert lower.first.evaluate("e => getComputedStyle(e).color") == "rgb(176, 58, 46)"   # red
+    # the method below the untrained encoder, and only it, is flagged, under each metric
+    flagged = [rows.nth(i).locator(".flag").count() for i in range(len(METHODS))]
+    assert flagged == [0, 0, 2, 0], flagged
+    published = page.locator("#published-table tr").all_inner_texts()
+    assert any(r.startswith("HA-CM\tlinear evaluation\t86.3") for r in published), published
     mean = rows.nth(0).locator("td.num").first.inner_text()
     assert re.fullmatch(r"\d+\.\d ± \d+\.\d\n\[\d+\.\d, \d+\.\d\]", mean), mean   # % with one decimal
     assert page.locator("#config-differences-table tr").count() == len(METHODS) + 1

@@ -176,3 +176,28 @@ def test_a_batch_states_its_machine_first(capsys, monkeypatch):
     assert first == f"machine: {machine.describe()}"
     assert f"{torch.get_num_threads()} threads" in first and machine.cpu_model() in first
     assert ("no GPU" in first) != torch.cuda.is_available()
+
+
+def test_data_info_warns_about_empty_and_tiny_classes():
+    from hacm.cli.data import class_warnings
+
+    summary = {"classes": {"a": 40, "b": 40, "c": 0, "d": 6, "e": 40},
+               "splits": {"pku1-xsub": {"train": {"count": 90, "per_class": [30, 30, 0, 6, 24]},
+                                        "test": {"count": 36, "per_class": [10, 10, 0, 0, 16]}}}}
+    assert class_warnings(summary) == [
+        "1 of 5 classes have no clips at all: c",
+        "pku1-xsub train: 1 tiny classes (fewer than 0.25 x the median 30 clips): d (6)",
+        "pku1-xsub test: 1 classes have no clips: d"]
+    summary["classes"]["c"], summary["splits"]["pku1-xsub"]["test"]["per_class"][3] = 0, 10
+    summary["splits"]["pku1-xsub"]["train"]["per_class"][3] = 30
+    assert class_warnings(summary) == ["1 of 5 classes have no clips at all: c"]
+
+
+def test_summary_text_shows_percent_and_chance():
+    from hacm.cli.train import summary_text
+
+    text = summary_text("runs/k", {"protocol": "knn", "knn20_acc": 0.17123456789, "knn1_acc": 0.125,
+                                   "chance_acc": 0.05, "train_clips": 10, "seconds": 3.14159265})
+    assert text.splitlines() == ["run_dir: runs/k", "protocol: knn", "knn20_acc: 17.1 %  (chance 5.0 %)",
+                                 "knn1_acc: 12.5 %  (chance 5.0 %)", "train_clips: 10", "seconds: 3.142",
+                                 "chance level: 5.0 % (always answering the most frequent test class)"]

@@ -2,6 +2,7 @@
 overlaid curves, and the sortable HTML table in a real browser."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -99,7 +100,12 @@ def test_comparison_rows_hold_differing_keys_and_results_in_percent(runs):
     lin, stopped = rows["ha-cm/seed0/linprobe"], rows["ha-cm/seed1/pretrain"]
     assert lin["test_acc (%)"] == 50.0 and lin["best_test_acc (%)"] == 50.0 and lin["finished"] is True
     assert "epochs" not in lin and "seconds" not in rows["ha-cm/seed0/pretrain"]    # bookkeeping left out
-    assert stopped["loss"] == 1.2 and stopped["finished"] is False                  # its last epoch
+    assert stopped["finished"] is False
+    # the pre-training runs weigh L_cc differently (mamp: 0): their totals give way to what each sums
+    assert "loss" not in stopped and stopped["loss formula"] == "loss = 0.5 L_rec + 0.5 L_cc"
+    assert rows["mamp/seed0/pretrain"]["loss formula"] == "loss = L_rec"
+    same = compare.load_runs([str(runs / "ha-cm" / "seed1" / "pretrain")])
+    assert compare.comparison_rows(same)[0]["loss"] == 1.2                       # its last epoch
     assert set(lin) - {"run", "finished", "loss", "test_acc (%)", "best_test_acc (%)"} == \
         set(compare.config_diff(all_runs))
     chosen = compare.comparison_rows(all_runs, metrics=["test_acc"])
@@ -119,12 +125,47 @@ def test_config_diff_rows_list_the_runs_of_each_value(runs):
 def test_epoch_curves_group_runs_by_protocol(runs):
     all_runs = compare.load_runs(str(runs / "*" / "*" / "*"))
     names = compare.run_names([r.path for r in all_runs])
-    curves = compare.epoch_curves(all_runs, names, ["loss"])
+    hacm_runs = [r for r in all_runs if r.config.protocol == "pretrain" and r.config.model.cc_weight > 0]
+    curves = compare.epoch_curves(hacm_runs + [r for r in all_runs if r.config.protocol == "linprobe"], names, ["loss"])
     assert {p: sorted(c) for p, c in curves.items()} == {
-        "linprobe": ["ha-cm/seed0/linprobe"],
-        "pretrain": ["ha-cm/seed0/pretrain", "ha-cm/seed1/pretrain", "mamp/seed0/pretrain"]}
+        "linprobe": ["ha-cm/seed0/linprobe"], "pretrain": ["ha-cm/seed0/pretrain", "ha-cm/seed1/pretrain"]}
     assert curves["pretrain"]["ha-cm/seed1/pretrain"] == [r for r in all_runs if r.path.parent.name == "seed1"][0].rows("epoch")
     assert list(compare.epoch_curves(all_runs, names, ["test_acc"])) == ["linprobe"]
+
+
+def _log_losses(run_dir: Path, cc_weight: float) -> None:
+    """Epoch records as a pre-training with model.cc_weight logs them (loss_cc 0 without the contrast)."""
+    rows = []
+    for epoch, (rec, cc) in enumerate([(1.0, 4.0), (0.8, 3.0)]):
+        cc = cc if cc_weight > 0 else 0.0
+        rows.append({"kind": "epoch", "epoch": epoch, "loss_rec": rec, "loss_cc": cc,
+                     "loss": (1 - cc_weight) * rec + cc_weight * cc})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_losses_are_compared_as_themselves(runs):
+    """HA-CM's 0.5 L_rec + 0.5 L_cc is not set against a baseline's L_rec alone; a baseline's logged
+    L_cc = 0 is not drawn; the legend states each run's formula."""
+    _log_losses(runs / "ha-cm" / "seed0" / "pretrain", 0.5)
+    _log_losses(runs / "mamp" / "seed0" / "pretrain", 0.0)
+    both = compare.load_runs([str(runs / "ha-cm" / "seed0" / "pretrain"), str(runs / "mamp" / "seed0" / "pretrain")])
+    names = compare.run_names([r.path for r in both])
+    formulas = {names[r.path.resolve()]: compare.loss_formula(r) for r in both}
+    assert formulas == {"ha-cm/seed0/pretrain": "loss = 0.5 L_rec + 0.5 L_cc", "mamp/seed0/pretrain": "loss = L_rec"}
+    curves = compare.epoch_curves(both, names, ["loss", "loss_rec", "loss_cc"])["pretrain"]
+    assert not any("loss" in row for rows in curves.values() for row in rows)          # totals differ: left out
+    assert [row["loss_cc"] for row in curves["ha-cm/seed0/pretrain"]] == [4.0, 3.0]
+    assert not any("loss_cc" in row for row in curves["mamp/seed0/pretrain"])          # not trained: not drawn
+    fig = run_curves_figure(curves, ["loss", "loss_rec", "loss_cc"], notes=formulas)
+    rec_ax, cc_ax = fig.axes
+    assert rec_ax.get_title().startswith("L_rec") and cc_ax.get_title().startswith("L_cc")
+    assert [list(line.get_ydata()) for line in rec_ax.lines] == [[1.0, 0.8], [1.0, 0.8]]   # the same L_rec
+    assert len(cc_ax.lines) == 1
+    assert [t.get_text() for t in fig.legends[0].texts] == ["ha-cm/seed0/pretrain: loss = 0.5 L_rec + 0.5 L_cc",
+                                                            "mamp/seed0/pretrain: loss = L_rec"]
+    # runs that share the weights keep their total
+    same = compare.epoch_curves(both[:1], names, ["loss"])["pretrain"]
+    assert [row["loss"] for row in same["ha-cm/seed0/pretrain"]] == [2.5, 1.9]
 
 
 def test_run_curves_overlay_runs_with_seed_sharing_a_colour(runs):
@@ -133,7 +174,7 @@ def test_run_curves_overlay_runs_with_seed_sharing_a_colour(runs):
                   compare.run_names(compare.find_runs(str(runs / "*" / "*" / "*"))).values())}
     fig = run_curves_figure(curves, ["loss", "test_acc", "not_logged"])
     loss_ax, acc_ax = fig.axes
-    assert [ax.get_title() for ax in fig.axes] == ["loss", "test_acc"] and acc_ax.get_ylabel() == "test_acc (%)"
+    assert [ax.get_title() for ax in fig.axes] == ["loss: the weighted total (legend: its formula)", "test_acc"] and acc_ax.get_ylabel() == "test_acc (%)"
     assert len(loss_ax.lines) == 4 and len(acc_ax.lines) == 1
     assert list(acc_ax.lines[0].get_ydata()) == [25.0, 50.0]                       # percent
     lines = dict(zip(curves, loss_ax.lines))

@@ -13,7 +13,7 @@ from hacm import checkpoint, rundir, train
 from hacm import evaluate as ev
 from hacm.cli import main
 from hacm.config import replace as config_replace
-from hacm.config import to_yaml
+from hacm.config import to_yaml, validate
 from hacm.datasets import make_dataset
 from hacm.errors import HacmError
 from hacm.model import Encoder
@@ -186,3 +186,41 @@ def test_pretrained_encoder_must_match_the_architecture(runs):
     wider = toy_config(store.path, "linprobe", model={"dim": 64, "decoder_dim": 64})
     with pytest.raises(HacmError, match="dim: checkpoint 32, run 64"):
         train.linear_probe(config_replace(wider, train={"pretrained": str(root / "pt")}), root / "lp_wide")
+
+
+def test_knn_prints_percent_beside_chance_and_can_subsample_its_bank(runs, tmp_path, capsys):
+    """`hacm knn` reports accuracies in percent with the chance level; knn.train_clips draws a seeded
+    bank: the same clips for the same train.seed, other clips for another, and the accuracies are
+    those of a brute-force kNN over exactly that bank."""
+    from torch.utils.data import Subset
+
+    from hacm.features import sample_indices
+
+    store, root = runs
+    cfg = config_replace(toy_config(store.path, "knn"), knn={"train_clips": 10})
+    cfg_file = tmp_path / "knn.yaml"
+    cfg_file.write_text(to_yaml(cfg))
+    assert main(["knn", "--config", str(cfg_file), "--set", f"train.pretrained={root / 'pt'}",
+                 "--out", str(tmp_path / "knn")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    summary = rundir.load_run(tmp_path / "knn").summary
+    train_set = make_dataset(cfg, store, "train", augment=False)
+    labels = ev.extract_features(root / "pt", make_dataset(cfg, store, "test", augment=False))[1]
+    chance = ev.chance_levels(labels)["majority"]
+    assert summary["train_clips"] == 10 < len(train_set) and summary["chance_acc"] == chance
+    assert f"knn20_acc: {100 * summary['knn20_acc']:.1f} %  (chance {100 * chance:.1f} %)" in printed
+    assert f"chance level: {100 * chance:.1f} % (always answering the most frequent test class)" in printed
+    assert not [line for line in printed if "0." in line and len(line.split(".")[-1].split()[0]) > 4]   # no long fractions
+    bank = sample_indices(len(train_set), 10, cfg.train.seed)
+    assert not np.array_equal(bank, sample_indices(len(train_set), 10, cfg.train.seed + 1))
+    train_feats = ev.extract_features(root / "pt", Subset(train_set, bank.tolist()))
+    test_feats = ev.extract_features(root / "pt", make_dataset(cfg, store, "test", augment=False))
+    for k in cfg.knn.k:
+        pred = brute_force_knn(*train_feats, test_feats[0], k, cfg.knn.temperature, store.num_classes)
+        assert summary[f"knn{k}_acc"] == ev.accuracy(pred, test_feats[1]), k
+    with pytest.raises(HacmError, match=r"knn.train_clips: expected a positive number"):
+        validate(config_replace(cfg, knn={"train_clips": 0}))
+
+
+def test_chance_levels():
+    assert ev.chance_levels(np.array([0, 0, 0, 2, 2, 5])) == {"majority": 0.5, "uniform": 1 / 3, "classes": 3}

@@ -37,7 +37,9 @@ def test_shapes_and_exact_keep_counts():
     out = run(model, x)
     S = int(out.actor_mask.sum())
     TP, V = TINY.num_patches, 18
-    assert S == 7 and out.pred.shape == out.target.shape == (S, TP * V, 9)
+    assert S == 7 and out.pred.shape == out.target.shape == out.motion.shape == (S, TP * V, 9)
+    from hacm.model import normalise_tokens
+    torch.testing.assert_close(normalise_tokens(out.motion), out.target)   # the target is the motion, normalised
     info = model.masks(x, torch.Generator().manual_seed(0))
     for k, patches in zip(info.keep, info.patches):
         assert k.shape == (S, num_keep(len(patches) * V, 0.6))
@@ -232,3 +234,17 @@ def test_encoder_layer_id():
     assert encoder_layer_id("encoder.blocks.3.attn.qkv.weight", 8) == 4
     assert encoder_layer_id("encoder.norm.weight", 8) == 9
     assert encoder_layer_id("head.fc1.weight", 8) == 9
+
+
+def test_the_target_is_the_motion_normalised_per_token_and_predictions_return_to_its_units():
+    """The reconstruction figure shows motion in metres per frame: denormalise_tokens inverts the
+    per-token normalisation of the target, so a perfect prediction is the motion itself."""
+    from hacm.model import denormalise_tokens, normalise_tokens
+
+    motion = torch.randn(2, 5, 9, dtype=torch.float64) * 0.03 + 0.01
+    target = normalise_tokens(motion)
+    torch.testing.assert_close(target.mean(-1), torch.zeros(2, 5, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(denormalise_tokens(target, motion), motion)
+    # a prediction off by 0.5 normalised units is off by half the token's spread in metres per frame
+    spread = (motion.var(-1, keepdim=True) + 1e-6).sqrt()
+    torch.testing.assert_close(denormalise_tokens(target + 0.5, motion) - motion, (0.5 * spread).expand_as(motion))

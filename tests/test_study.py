@@ -3,6 +3,7 @@ rather than re-run, identical settings shared, and the per-clip statistics of ha
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,18 @@ def test_headline_is_plain_percent_data_with_config_differences(study):
     again = rows["base again"]["metrics"]["kNN-1"]
     assert again["difference"] == 0.0 and again["significant"] is False and again["verdict"].startswith("not significant")
     json.dumps(head)   # summary.json takes it as is
+    # chance level of these test clips, the untrained floor and a flag on every method below it
+    labels = load_run(result.runs[0].dirs["linprobe"]).predictions()["labels"]
+    counts = np.bincount(labels)
+    assert head["chance"] == {"majority": round(100 * counts.max() / len(labels), 2),
+                              "uniform": round(100 / (counts > 0).sum(), 2), "classes": int((counts > 0).sum())}
+    assert head["untrained"] == "random encoder" and head["benchmark"] == result.configs["base"]["data.benchmark"]
+    for metric in head["metrics"]:
+        floor = rows["random encoder"]["metrics"][metric]["mean"]
+        for name, row in rows.items():
+            below, mean = row["metrics"][metric]["below untrained"], row["metrics"][metric]["mean"]
+            # means are rounded to 0.01 points in the headline: the flag compares the unrounded ones
+            assert (mean <= floor if below else name == "random encoder" or mean >= floor), (name, metric)
     # only cc_weight tells the pre-trained variants apart; the random encoder is not pre-trained
     base_weight = load_run(result.runs[0].dirs["pretrain"]).config.model.cc_weight
     assert base_weight > 0
@@ -203,3 +216,38 @@ def test_progress_names_the_phase_and_epoch_of_each_running_pipeline(study, tmp_
         assert status.read_text().strip() == "study 1/1 pipelines"
     finally:
         shown.close()
+
+
+def test_headline_flags_methods_below_the_untrained_encoder_and_gives_chance():
+    """Drawn per-clip correctness, no training: MAE-style scores below the random encoder and is
+    flagged; the page colours "lower" red, states the chance level and the published numbers."""
+    from hacm.report.html import headline_section
+    from hacm.study import StudyResult, StudyRun
+
+    rng = np.random.default_rng(0)
+    rates = {"HA-CM": 0.8, "MAE-style": 0.2, "random encoder": 0.4}
+    labels = np.r_[np.zeros(100, int), np.arange(200) % 4 + 1]          # class 0: 100 of 300 clips
+    runs = [StudyRun(m, s, {}, {}, {"linprobe": rng.random(300) < p}, {}, labels) for m, p in rates.items() for s in range(3)]
+    configs = {"HA-CM": {"data.benchmark": "ntu60-xsub"}, "MAE-style": {"data.benchmark": "ntu60-xsub"}, "random encoder": None}
+    head = StudyResult(runs, list(rates), [0, 1, 2], 300, configs).headline("HA-CM")
+    assert head["chance"] == {"majority": 33.33, "uniform": 20.0, "classes": 5}
+    assert {r["method"]: r["metrics"]["linear probe, last epoch"]["below untrained"] for r in head["rows"]} == {
+        "HA-CM": False, "MAE-style": True, "random encoder": False}
+    page = headline_section("methods", head)
+    assert page.count("below the untrained encoder</div>") == 1
+    assert '<span class="sig-lower">significantly lower</span>' in page and "sig-higher" not in page
+    assert "chance 33.3" in page and "(5 classes): 33.3 % always answering the most frequent class" in page
+    assert "Published results on ntu60-xsub" in page and "86.3" in page and "arXiv 2409.17951" in page
+    table = {r["method"]: r["linear probe, last epoch (%)"] for r in
+             StudyResult(runs, list(rates), [0, 1, 2], 300, configs).table("HA-CM")}
+    assert [m for m, cell in table.items() if cell.endswith("(below the untrained encoder)")] == ["MAE-style"]
+
+
+def test_published_table_in_the_docs_is_hacms_table():
+    from hacm import published
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "published.md").read_text()
+    assert published.markdown_table() in doc
+    assert {p.benchmark for p in published.PUBLISHED} <= set(published.BENCHMARKS)
+    assert {p.method for p in published.for_benchmark("pku2-xsub")} == {"HA-CM", "MAMP"}
+    assert published.for_benchmark("synth-xsub") == []

@@ -191,21 +191,28 @@ def test_tau_curve_and_tables_and_reconstruction():
     assert "<caption>± is the spread. Same in every row: seeds 3.</caption>" in shared.to_html()
     assert shared.to_markdown().endswith("\n\n± is the spread. Same in every row: seeds 3.")
     assert tables.ablation_table(rows[:1], fold_constant=True).columns == ["run", "seeds"]   # one row: kept
-    pred, target = np.zeros((4, 3, 9)), np.ones((4, 3, 9))
+    # motion in its own units: 3 frames x 3 channels per token; target speed |(1, 2, 2)| = 3 per frame
+    target = np.tile([1.0, 2.0, 2.0], (4, 3, 3))
+    pred = np.zeros((4, 3, 9))
     mask = np.zeros((4, 3), dtype=bool)
     mask[0] = True
-    pred[1, 2] = 5.0
-    rec = curves.reconstruction_figure(pred, target, mask, ["a", "b", "c"])
-    assert "mean 1.000" in rec.axes[2].get_title()
+    pred[0, 0] = np.tile([2.0, 4.0, 4.0], 3)                 # twice as fast: speed 6, error 3
+    pred[1, 2] = 50.0                                         # a kept token's value is never shown
+    rec = curves.reconstruction_figure(pred, target, mask, ["a", "b", "c"], units="m / frame")
+    assert rec.axes[2].get_title() == "|prediction - target| (mean 3 m / frame)"   # (3 + 3 + 3) / 3
     # target and prediction on one colour scale with one colour bar; kept tokens are not predicted:
     # blank (NaN) in the prediction, hatched in the prediction and error panels
     target_img, pred_img = rec.axes[0].images[0], rec.axes[1].images[0]
-    assert target_img.get_clim() == pred_img.get_clim() == (0.0, 3.0)   # |ones(9)| = 3; the kept 5s are not shown
-    assert len(rec.axes) == 5                                            # 3 panels + 2 colour bars
+    assert target_img.get_clim() == pred_img.get_clim() == (0.0, 6.0)   # speeds 3 (target), 6 and 0 (masked)
+    np.testing.assert_allclose(np.asarray(target_img.get_array()), 3.0)   # uniform target motion reads as such
+    np.testing.assert_allclose(np.asarray(pred_img.get_array()).T[0], [6.0, 0.0, 0.0])
+    assert "m / frame" in rec.axes[0].get_title() and len(rec.axes) == 5   # 3 panels + 2 colour bars
     shown = np.asarray(pred_img.get_array()).T                           # [TP, V]
     assert np.isnan(np.ma.filled(shown, np.nan)[~mask]).all() and not np.isnan(shown[mask]).any()
     for ax in rec.axes[1:3]:
         assert len(ax.patches) == (~mask).sum() and all(p.get_hatch() for p in ax.patches)
+    with pytest.raises(HacmError, match=r"t_patch\*3"):
+        curves.reconstruction_figure(pred[..., :8], target[..., :8], mask, ["a", "b", "c"])
     assert not rec.axes[0].patches
 
 
@@ -225,7 +232,7 @@ def test_matplotlib_figures_display_as_png_with_caption():
 def test_save_figure_writes_caption(tmp_path):
     fig = curves.accuracy_figure([{"epoch": 0, "acc": 0.5}])
     written = export.save_figure(fig, tmp_path, "acc", caption="linear probe of run x")
-    assert written == [tmp_path / "acc.png", tmp_path / "acc.caption.txt"]
+    assert written == [tmp_path / f"acc.{fmt}" for fmt in ("png", "pdf", "svg", "caption.txt")]
     assert export.caption_of(tmp_path / "acc.png") == "linear probe of run x" == fig.caption
     export.save_figure(Figure(), tmp_path, "plain")
     assert export.caption_of(tmp_path / "plain.png") is None
@@ -244,13 +251,36 @@ def test_save_figure_writes_html_and_png(tmp_path):
     assert "cdn.plot.ly" not in html.read_text() and 'src="plotly.min.js"' in html.read_text()
     mpl = Figure()
     mpl.subplots().plot([0, 1])
-    assert export.save_figure(mpl, tmp_path, "mpl") == [tmp_path / "mpl.png"]
+    assert export.save_figure(mpl, tmp_path, "mpl") == [tmp_path / f"mpl.{fmt}" for fmt in ("png", "pdf", "svg")]
     assert (tmp_path / "mpl.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "mpl.pdf").read_bytes()[:5] == b"%PDF-" and b"<svg" in (tmp_path / "mpl.svg").read_bytes()
     if export.find_chromium() is None:
         pytest.skip("no Chromium (/usr/bin/chromium or BROWSER_PATH): plotly PNG export not testable here")
     png = tmp_path / "line.png"
     assert png in written and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "line.pdf").read_bytes()[:5] == b"%PDF-" and b"<svg" in (tmp_path / "line.svg").read_bytes()
     export.close_exporter()
+
+
+def test_tables_save_as_booktabs_latex_csv_and_markdown(tmp_path):
+    table = tables.ablation_table([{"method": "HA-CM (ours)", "kNN-20 (%)": 81.25, "vs HA-CM": "reference"},
+                                   {"method": "MAMP_style & co", "kNN-20 (%)": 79.5, "vs HA-CM": "-1.8 ± 0.4"}],
+                                  caption="± is the spread over seeds; 95 % CI.")
+    written = export.save_table(table, tmp_path, "methods")
+    assert written == [tmp_path / f"methods.{fmt}" for fmt in ("md", "tex", "csv")]
+    tex = (tmp_path / "methods.tex").read_text().splitlines()
+    assert tex[:3] == ["\\begin{table}[t]", "\\centering",
+                       "\\caption{$\\pm$ is the spread over seeds; 95 \\% CI.}"]
+    assert tex[3:7] == ["\\begin{tabular}{lrl}", "\\toprule", "method & kNN-20 (\\%) & vs HA-CM \\\\", "\\midrule"]
+    assert tex[7:9] == ["HA-CM (ours) & 81.25 & reference \\\\", "MAMP\\_style \\& co & 79.50 & -1.8 $\\pm$ 0.4 \\\\"]
+    assert tex[9:] == ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    import csv
+    with open(tmp_path / "methods.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[1] == {"method": "MAMP_style & co", "kNN-20 (%)": "79.5", "vs HA-CM": "-1.8 ± 0.4"}
+    assert (tmp_path / "methods.md").read_text().startswith("| method | kNN-20 (%) | vs HA-CM |")
+    with pytest.raises(HacmError, match="name"):
+        export.save_table(table, tmp_path, "methods.tex")
 
 
 def test_save_figure_rejects_bad_input(tmp_path):
@@ -269,3 +299,21 @@ def test_length_histogram_counts_every_clip():
     assert [t.get_text().split(" (")[0] for t in ax.get_legend().get_texts()] == ["train", "test"]
     with pytest.raises(HacmError, match="no clip lengths"):
         curves.length_histogram_figure({"train": []})
+
+
+def test_report_gallery_links_vector_figures_and_tables(tmp_path):
+    """The index's section of a job links each figure's PDF and SVG and each table's LaTeX, CSV and
+    Markdown, as save_figure and save_table wrote them."""
+    from hacm.report.html import _figure_section
+    from hacm.report.runner import JobResult
+
+    fig = curves.accuracy_figure([{"epoch": 0, "acc": 0.5}, {"epoch": 1, "acc": 0.75}])
+    export.save_figure(fig, tmp_path / "methods", "acc", caption="accuracy per epoch")
+    export.save_table(tables.ablation_table([{"method": "a", "acc": 1.0}]), tmp_path / "methods", "methods")
+    section = _figure_section(tmp_path, JobResult("methods", "methods.ipynb", "ok"))
+    assert '(<a href="methods/acc.pdf">PDF</a> · <a href="methods/acc.svg">SVG</a>)' in section
+    assert ('<li>methods: <a href="methods/methods.tex">LaTeX</a> · <a href="methods/methods.csv">CSV</a> · '
+            '<a href="methods/methods.md">Markdown</a></li>') in section
+    (tmp_path / "methods" / "acc.pdf").unlink()
+    assert '<a href="methods/acc.svg">SVG</a>' in _figure_section(tmp_path, JobResult("methods", "methods.ipynb", "ok"))
+    assert "acc.pdf" not in _figure_section(tmp_path, JobResult("methods", "methods.ipynb", "ok"))

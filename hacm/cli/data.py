@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+from hacm import paths
 
 
 def register(subparsers) -> None:
@@ -16,20 +19,20 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
 
     ntu = sub.add_parser("ntu", help="raw NTU RGB+D .skeleton files -> store")
-    ntu.add_argument("--raw", type=Path, required=True, help="directory of .skeleton files")
-    ntu.add_argument("--out", type=Path, required=True, help="store directory to write")
+    ntu.add_argument("--raw", type=paths.resolve, required=True, help="directory of .skeleton files")
+    ntu.add_argument("--out", type=paths.resolve, required=True, help="store directory to write")
     ntu.add_argument("--dataset", choices=("ntu60", "ntu120"), default=None,
                      help="which dataset (required unless RAW/synth.json names it)")
     ntu.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     ntu.add_argument("--allow-errors", action="store_true",
                      help="publish the store even if some files could not be parsed (listed in the manifest)")
-    ntu.add_argument("--missing", type=Path, default=None,
+    ntu.add_argument("--missing", type=paths.resolve, default=None,
                      help="text file of sample names to drop without parsing (NTU missing-skeleton list)")
     ntu.set_defaults(func=_ntu)
 
     pku = sub.add_parser("pku", help="PKU-MMD Phase I/II -> store")
-    pku.add_argument("--raw", type=Path, required=True, help="directory with skeleton/, label/ and split files")
-    pku.add_argument("--out", type=Path, required=True, help="store directory to write")
+    pku.add_argument("--raw", type=paths.resolve, required=True, help="directory with skeleton/, label/ and split files")
+    pku.add_argument("--out", type=paths.resolve, required=True, help="store directory to write")
     pku.add_argument("--phase", type=int, choices=(1, 2), required=True)
     pku.add_argument("--centre", action=argparse.BooleanOptionalAction, default=True,
                      help="centre each sample on actor 1's spine-mid joint in its first frame, as NTU samples "
@@ -40,28 +43,28 @@ def register(subparsers) -> None:
     pku.set_defaults(func=_pku)
 
     synth = sub.add_parser("synth", help="generate the synthetic dataset as raw NTU-format files")
-    synth.add_argument("--out", type=Path, required=True, help="directory for the raw files")
+    synth.add_argument("--out", type=paths.resolve, required=True, help="directory for the raw files")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--performers", type=int, default=7)
     synth.add_argument("--replications", type=int, default=5)
     synth.set_defaults(func=_synth)
 
     info = sub.add_parser("info", help="summarise a store (counts per split and class, lengths, sizes)")
-    info.add_argument("store", type=Path)
+    info.add_argument("store", type=paths.resolve)
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.add_argument("--verify", action="store_true", help="also recompute the checksum")
     info.set_defaults(func=_info)
 
     imp = sub.add_parser("import-npz", help="legacy MAMP/CTR-GCN .npz -> store")
-    imp.add_argument("file", type=Path)
-    imp.add_argument("--out", type=Path, required=True, help="store directory to write")
+    imp.add_argument("file", type=paths.resolve)
+    imp.add_argument("--out", type=paths.resolve, required=True, help="store directory to write")
     imp.add_argument("--benchmark", default=None, help="benchmark name for the file's train/test split")
     imp.set_defaults(func=_import_npz)
 
     exp = sub.add_parser("export-npz", help="store benchmark -> legacy .npz (300 frames, 2 actors)")
-    exp.add_argument("store", type=Path)
+    exp.add_argument("store", type=paths.resolve)
     exp.add_argument("--benchmark", required=True)
-    exp.add_argument("--out", type=Path, required=True, help=".npz file to write")
+    exp.add_argument("--out", type=paths.resolve, required=True, help=".npz file to write")
     exp.set_defaults(func=_export_npz)
 
 
@@ -129,12 +132,44 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+TINY_CLASS = 0.25   # a class with fewer clips than this fraction of the median class (in a split part) is tiny
+
+
+def class_warnings(summary: dict) -> list[str]:
+    """Warnings about classes a benchmark cannot measure well: classes with no clip in the store,
+    classes missing from a split part, and tiny ones (fewer clips than TINY_CLASS x the median class
+    of that part). Empty classes still get a classifier output, and a class with a handful of test
+    clips moves its accuracy in big steps."""
+    names, totals = list(summary["classes"]), summary["classes"]
+    warnings = []
+    empty = [n for n in names if totals[n] == 0]
+    if empty:
+        warnings.append(f"{len(empty)} of {len(names)} classes have no clips at all: {', '.join(empty)}")
+    for bench, parts in summary["splits"].items():
+        for part, info in parts.items():
+            counts = {n: c for n, c in zip(names, info["per_class"]) if totals[n] > 0}
+            missing = [n for n, c in counts.items() if c == 0]
+            if missing:
+                warnings.append(f"{bench} {part}: {len(missing)} classes have no clips: {', '.join(missing)}")
+            present = [c for c in counts.values() if c > 0]
+            if not present:
+                continue
+            median = float(sorted(present)[len(present) // 2])
+            tiny = [f"{n} ({c})" for n, c in counts.items() if 0 < c < TINY_CLASS * median]
+            if tiny:
+                warnings.append(f"{bench} {part}: {len(tiny)} tiny classes (fewer than {TINY_CLASS:g} x the "
+                                f"median {median:g} clips): {', '.join(tiny)}")
+    return warnings
+
+
 def _info(args: argparse.Namespace) -> int:
     from hacm.data.store import Store
 
     store = Store.open(args.store, verify=args.verify)
     summary = store.summary()
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    for warning in class_warnings(summary):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.verify:
         print("checksum  ok")
     return 0

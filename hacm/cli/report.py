@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hacm import paths
 from hacm.errors import HacmError
 
 INTERRUPTED_STATUS = 130     # what a shell reports for a command ended by Ctrl-C (128 + SIGINT)
@@ -21,8 +22,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="run a notebook batch (papermill) into an HTML report",
                               description="Run the notebooks of a batch file in dependency order and write "
                                           "executed notebooks, HTML exports, figures and index.html.")
-    p.add_argument("batch", type=Path, help="batch file (YAML), e.g. reports/batches/demo.yaml")
-    p.add_argument("--out", type=Path, default=None, help="report directory (default: reports/<batch name>/)")
+    p.add_argument("batch", type=paths.resolve, help="batch file (YAML), e.g. reports/batches/demo.yaml")
+    p.add_argument("--out", type=paths.resolve, default=None, help="report directory (default: reports/<batch name>/)")
     p.add_argument("--force", action="store_true", help="re-run jobs whose inputs are unchanged")
     _add_scaling(p)
     p.add_argument("--executor", choices=("local", "slurm"), default="local",
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
     d = subparsers.add_parser("demo", help="the full report on synthetic data (reports/batches/demo.yaml)",
                               description="Generate synthetic skeletons, pre-train HA-CM and a baseline, "
                                           "linear-probe, compare, ablate and render the explorer: one report.")
-    d.add_argument("--out", type=Path, default=None, help="report directory (default: reports/demo/)")
+    d.add_argument("--out", type=paths.resolve, default=None, help="report directory (default: reports/demo/)")
     d.add_argument("--force", action="store_true", help="re-run jobs whose inputs are unchanged")
     _add_scaling(d)
     d.set_defaults(func=_demo, executor="local", partition=None, time=None, collect=False)

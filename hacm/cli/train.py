@@ -4,12 +4,12 @@ Configs are read and checked before torch is imported, so a config error answers
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from hacm.config import load_config, shipped_configs, to_yaml
+from hacm import paths
+from hacm.config import load_config, replace, shipped_configs, to_yaml
 from hacm.errors import ConfigError, HacmError
 
 PROTOCOL_HELP = {
@@ -31,7 +31,8 @@ def register(subparsers) -> None:
         p.add_argument("--config", required=True, metavar="FILE",
                        help="hacm or MAMP/HA-CM YAML, or the name of a shipped config (e.g. synth_pretrain)")
         _add_overrides(p)
-        p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<protocol>-<config name>)")
+        p.add_argument("--out", metavar="RUN_DIR", type=paths.resolve,
+                       help="run directory (default runs/<protocol>-<config name>)")
         if protocol != "knn":
             p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
         p.add_argument("--dry-run", action="store_true",
@@ -80,7 +81,8 @@ def _run_protocol(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config}: is a {cfg.protocol} config; run `hacm {cfg.protocol}` "
                           f"(or --set protocol={args.protocol})")
     _print_notes(notes, sys.stderr)
-    out = Path(args.out) if args.out else Path("runs") / f"{args.protocol}-{Path(args.config).stem}"
+    cfg = _anchored(cfg)
+    out = args.out or paths.resolve(Path("runs") / f"{args.protocol}-{Path(args.config).stem}")
     if args.dry_run:
         print(f"# hacm {args.protocol} would write {out}\n{to_yaml(cfg)}")
         if cfg.protocol != "knn":
@@ -96,13 +98,41 @@ def _run_protocol(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="hacm: %(message)s")
     summary = train.run(cfg, out, resume=getattr(args, "resume", False))
     if summary and os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 reports
-        print(json.dumps({"run_dir": str(out), **summary}, indent=2))
+        print(summary_text(out, summary))
     return 0
 
 
-def _expand(paths: list[str]) -> list[Path]:
+def summary_text(run_dir, summary: dict) -> str:
+    """A finished run's summary as a person reads it: one "key: value" line each, accuracies in
+    percent with one decimal, each beside the chance level when the run measured it (kNN: always
+    answering the most frequent test class), other numbers to 4 significant digits."""
+    chance = summary.get("chance_acc")
+    beside = f"  (chance {100 * chance:.1f} %)" if chance is not None else ""
+    lines = [f"run_dir: {run_dir}"]
+    for key, value in summary.items():
+        if key == "chance_acc" or value is None:
+            continue
+        if key.endswith("_acc") and isinstance(value, (int, float)):
+            lines.append(f"{key}: {100 * value:.1f} %{beside}")
+        elif isinstance(value, float):
+            lines.append(f"{key}: {value:.4g}")
+        else:
+            lines.append(f"{key}: {value}")
+    if chance is not None:
+        lines.append(f"chance level: {100 * chance:.1f} % (always answering the most frequent test class)")
+    return "\n".join(lines)
+
+
+def _anchored(cfg):
+    """cfg with its store and pre-trained encoder read from the repository root (hacm.paths), as a
+    notebook reads them, whatever directory the command runs in."""
+    pretrained = cfg.train.pretrained and str(paths.resolve(cfg.train.pretrained))
+    return replace(cfg, data={"store": str(paths.resolve(cfg.data.store))}, train={"pretrained": pretrained})
+
+
+def _expand(names: list[str]) -> list[Path]:
     files = []
-    for name in paths:
+    for name in names:
         p = Path(name)
         found = sorted(p.rglob("*.yaml")) if p.is_dir() else [p]
         if not found:   # a mistyped folder must not pass as "0 of 0 resolved"

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hacm
+from hacm import published
 from hacm.fileio import write_text_atomic
 from hacm.report.batch import REPO_ROOT
-from hacm.viz.export import caption_of
+from hacm.viz.export import VECTOR_FORMATS, caption_of
+
+TABLE_LINKS = (("tex", "LaTeX"), ("csv", "CSV"), ("md", "Markdown"))
 
 if TYPE_CHECKING:
     from hacm.report.batch import Batch
@@ -124,7 +127,8 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } td.num { text-align: right; white-space: nowrap; } .sub { color: #555; font-size: .85em; }
 .ok { color: #186a3b; } .unchanged { color: #1f618d; } .failed { color: #b03a2e; font-weight: bold; } .skipped { color: #7d6608; }
-.sig { color: #186a3b; font-weight: bold; } .nonsig { color: #555; }
+.sig-higher { color: #186a3b; font-weight: bold; } .sig-lower { color: #b03a2e; font-weight: bold; } .nonsig { color: #555; }
+.flag { color: #b03a2e; font-size: .85em; font-weight: bold; }
 .caveat { background: #fff8e1; border-left: 4px solid #f0b400; padding: .6em 1em; }
 .interrupted, .cancelled { color: #9c640c; font-weight: bold; } .pending, .running, .submitted { color: #5b2c6f; }
 pre { background: #f6f6f6; padding: .6em; overflow-x: auto; } .figs { display: flex; flex-wrap: wrap; gap: 1em; }
@@ -238,25 +242,54 @@ def _batch_file(batch: Batch) -> str:
 
 def headline_section(job: str, head: dict) -> str:
     """The methods compared: per method and metric the mean ± std over seeds (%) with its 95 % CI,
-    and the paired test against the reference, significant or written out "not significant"; then
-    the settings in which the methods differ."""
+    a flag where a pre-trained method scores below the untrained encoder, and the paired test
+    against the reference, significant (higher: green, lower: red) or written out "not
+    significant"; the chance level; the published numbers of the benchmark; then the settings in
+    which the methods differ."""
     e = html.escape
     ref, metrics = head["reference"], head["metrics"]
+    chance = head.get("chance")
+    chance_sub = f", chance {chance['majority']:.1f}" if chance else ""
     has_best = any("best on test" in r for r in head["rows"])
     header = "<th>method</th>" + "".join(
-        f'<th>{e(m)} (%)<div class="sub">mean ± std over seeds, [95 % CI]</div></th>'
+        f'<th>{e(m)} (%)<div class="sub">mean ± std over seeds, [95 % CI]{chance_sub}</div></th>'
         f'<th class="significance">{e(m)}: vs {e(ref)}<div class="sub">difference (points), Holm-adjusted p</div></th>'
         for m in metrics)
     if has_best:
-        header += f'<th>{e(head.get("best on test", "best epoch on test"))} (%)</th>'
+        header += (f'<th>{e(head.get("best on test", "best epoch on test"))} (%)'
+                   f'<div class="sub">an extra for comparison with published numbers; never used to rank</div></th>')
     header += "<th>seeds</th><th>test clips</th>"
     body = "".join(_headline_row(row, metrics, has_best) for row in head["rows"])
+    floor = head.get("untrained")
+    notes = [f"From job <a href=\"{e(job)}/\">{e(job)}</a>. Every accuracy is the final model's (linear probe: its "
+             f"last epoch), in percent; ± is the standard deviation over seeds; the interval covers test clips and "
+             f"seeds; each method is tested against {e(ref)} with a paired bootstrap, Holm-adjusted across the "
+             f"comparisons."]
+    if chance:
+        notes.append(f"Chance level on these test clips ({chance['classes']} classes): {chance['majority']:.1f} % "
+                     f"always answering the most frequent class, {chance['uniform']:.1f} % guessing uniformly.")
+    if floor:
+        notes.append(f"&#9888; marks a pre-trained method whose mean is below the untrained encoder ({e(floor)}): "
+                     f"its pre-training made the features worse than random weights.")
     return (f'<h2 id="headline">Methods compared</h2>'
             f'<table id="headline-table"><tr>{header}</tr>{body}</table>'
-            f'<p class="sub">From job <a href="{e(job)}/">{e(job)}</a>. Every accuracy is the final model\'s '
-            f"(linear probe: its last epoch), in percent; ± is the standard deviation over seeds; the interval "
-            f"covers test clips and seeds; each method is tested against {e(ref)} with a paired bootstrap, "
-            f"Holm-adjusted across the comparisons.</p>{_config_differences(head.get('config differences', {}))}")
+            f'<p class="sub">{" ".join(notes)}</p>{_published(head.get("benchmark"))}'
+            f"{_config_differences(head.get('config differences', {}))}")
+
+
+def _published(benchmark: str | None) -> str:
+    """The published numbers of the benchmark compared (hacm.published), beside the measured ones."""
+    rows = published.for_benchmark(benchmark)
+    if not rows:
+        return ""
+    e = html.escape
+    body = "".join(f"<tr><td>{e(p.method)}</td><td>{e(published.PROTOCOLS[p.protocol])}</td>"
+                   f'<td class="num">{p.accuracy:.1f}</td><td class="sub">{e(p.source)}</td></tr>' for p in rows)
+    return (f'<h3 id="published">Published results on {e(benchmark)}</h3><p class="sub">The authors\' numbers, not '
+            f"measured here. Their linear evaluation reports the best epoch on the test set: hold them against the "
+            f"best-test-epoch column above, not the last-epoch accuracies.</p>"
+            f'<table id="published-table"><tr><th>method</th><th>protocol</th><th>top-1 (%)</th><th>source</th></tr>'
+            f"{body}</table>")
 
 
 def _headline_row(row: dict, metrics: list[str], has_best: bool) -> str:
@@ -269,7 +302,8 @@ def _headline_row(row: dict, metrics: list[str], has_best: bool) -> str:
             continue
         spread = f" ± {m['std']:.1f}" if m.get("std") is not None else ""
         lo, hi = m["ci"]
-        cells.append(f'<td class="num">{m["mean"]:.1f}{spread}<div class="sub">[{lo:.1f}, {hi:.1f}]</div></td>')
+        flag = '<div class="flag">&#9888; below the untrained encoder</div>' if m.get("below untrained") else ""
+        cells.append(f'<td class="num">{m["mean"]:.1f}{spread}<div class="sub">[{lo:.1f}, {hi:.1f}]</div>{flag}</td>')
         cells.append(_significance_cell(m))
     if has_best:
         best = row.get("best on test")
@@ -283,12 +317,13 @@ def _significance_cell(m: dict) -> str:
         return '<td class="significance">reference</td>'
     lo, hi = m["difference ci"]
     if m["significant"]:
-        verdict = f"significant ({'higher' if m['difference'] > 0 else 'lower'})"
+        direction = "higher" if m["difference"] > 0 else "lower"
+        verdict, style = f"significantly {direction}", f"sig-{direction}"
     else:
-        verdict = "not significant"
+        verdict, style = "not significant", "nonsig"
     # hacm.stats flags a comparison resting on too few seeds at the end of its verdict: "[2 vs 2 seeds, ...]"
     few_seeds = m["verdict"][m["verdict"].index("["):] if "[" in m.get("verdict", "") else ""
-    return (f'<td class="significance"><span class="{"sig" if m["significant"] else "nonsig"}">{verdict}</span>'
+    return (f'<td class="significance"><span class="{style}">{verdict}</span>'
             f'<div class="sub">{_signed(m["difference"])} pts [{_signed(lo)}, {_signed(hi)}], p {_p(m["p holm"])}'
             f"{' ' + html.escape(few_seeds) if few_seeds else ''}</div></td>")
 
@@ -362,14 +397,22 @@ def _figure_section(out: Path, r: JobResult) -> str:
         interactive = png.with_suffix(".html")
         target = f"{r.name}/{interactive.name}" if interactive.is_file() else f"{r.name}/{png.name}"
         caption = caption_of(png) or png.stem
+        vectors = " · ".join(f'<a href="{e(r.name)}/{e(png.stem)}.{fmt}">{fmt.upper()}</a>'
+                             for fmt in VECTOR_FORMATS if png.with_suffix(f".{fmt}").is_file())
         figs.append(f'<figure><a href="{e(target)}"><img src="{e(r.name)}/{e(png.name)}" alt="{e(png.stem)}"></a>'
-                    f"<figcaption><b>{e(png.stem)}</b>: {e(caption)}</figcaption></figure>")
+                    f"<figcaption><b>{e(png.stem)}</b>: {e(caption)}"
+                    f"{f' <span class=sub>({vectors})</span>' if vectors else ''}</figcaption></figure>")
     # interactive figures that have no PNG (kaleido unavailable) are still linked
     pngs = {p.stem for p in (out / r.name).glob("*.png")}
     for page in sorted((out / r.name).glob("*.html")) if r.succeeded else []:
         if page.stem not in pngs and page.name not in exports(r.notebook):
             figs.append(f'<figure><a href="{e(r.name)}/{e(page.name)}">{e(page.stem)} (interactive)</a>'
                         f"<figcaption>{e(caption_of(page) or '')}</figcaption></figure>")
-    if not figs:
+    tables = [t for t in sorted((out / r.name).glob("*.tex")) if r.succeeded]
+    listed = "".join(f"<li>{e(t.stem)}: " + " · ".join(
+        f'<a href="{e(r.name)}/{e(t.stem)}.{fmt}">{label}</a>' for fmt, label in TABLE_LINKS
+        if t.with_suffix(f".{fmt}").is_file()) + "</li>" for t in tables)
+    if not figs and not listed:
         return ""
-    return f'<h2 id="figures-{e(r.name)}">{e(r.name)}</h2><div class="figs">{"".join(figs)}</div>'
+    tables_html = f'<p class="sub">Tables (LaTeX with booktabs, CSV, Markdown):</p><ul>{listed}</ul>' if listed else ""
+    return f'<h2 id="figures-{e(r.name)}">{e(r.name)}</h2>{tables_html}<div class="figs">{"".join(figs)}</div>'

@@ -224,8 +224,9 @@ def _execute(plan: JobPlan, progress) -> JobResult:
     t0 = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="hacm-kernel-") as sockets:
-            # cwd = where the command was started, so relative paths in parameters mean what they mean
-            # on the command line; notebooks write only into report_dir
+            # cwd = where the command was started, so the kernel finds the same repository root
+            # (hacm.paths) as the command and relative paths in parameters mean the same to both;
+            # notebooks write only into report_dir
             pm.execute_notebook(str(job.notebook), str(executed), parameters={**plan.params, "report_dir": str(job_dir)},
                                 kernel_name=KERNEL_NAME, cwd=os.getcwd(), progress_bar=progress,
                                 config=_ipc_kernel_config(sockets))

@@ -100,30 +100,39 @@ def accuracy_figure(rows: Sequence[Mapping], keys: Sequence[str] | None = None, 
     return fig
 
 
-def reconstruction_figure(pred, target, mask, joint_names: Sequence[str], *,
-                          title: str = "Masked motion reconstruction") -> Figure:
-    """Target, prediction (L2 norm of each token's t_patch*3 values) and per-token MSE on masked tokens.
+def reconstruction_figure(pred, target, mask, joint_names: Sequence[str], *, channels: int = 3,
+                          units: str = "m / frame", title: str = "Masked motion reconstruction") -> Figure:
+    """Target motion, predicted motion and their distance per token, in the motion's own units.
 
-    Target and prediction share one colour scale and one colour bar, so equal colours are equal
-    magnitudes. Kept (visible) tokens are not predicted: they are grey and hatched in the prediction
-    and error panels. pred, target [TP, V, P] (or [TP*V, P] with V = len(joint_names)); mask [TP, V]
-    bool, True = masked.
+    pred and target are motion patches in the data's units ([TP, V, t_patch*channels], or
+    [TP*V, t_patch*channels] with V = len(joint_names)): a model's normalised predictions go back
+    through hacm.model.denormalise_tokens first, so that a token's colour is how fast its joint
+    moves, not its deviation from its own mean. Each cell shows the joint's mean speed over the
+    token's frames (the length of its per-frame motion vector); the third panel the mean length of
+    the difference between predicted and true motion vectors. Target and prediction share one
+    colour scale and one colour bar. Kept (visible) tokens are not predicted: grey and hatched in
+    the prediction and error panels. mask [TP, V] bool, True = masked.
     """
     V = len(joint_names)
     pred, target = (np.asarray(a, dtype=np.float64) for a in (pred, target))
     if pred.ndim == 2:
         pred, target = pred.reshape(-1, V, pred.shape[-1]), target.reshape(-1, V, target.shape[-1])
+    if pred.shape != target.shape or pred.shape[1] != V or pred.shape[-1] % channels:
+        raise HacmError(f"reconstruction_figure: pred {pred.shape} and target {target.shape} must be "
+                        f"[TP, {V}, t_patch*{channels}]")
     mask = np.asarray(mask, dtype=bool).reshape(pred.shape[:2])
-    if pred.shape != target.shape or pred.shape[1] != V:
-        raise HacmError(f"reconstruction_figure: pred {pred.shape} and target {target.shape} must be [TP, {V}, P]")
-    target_norm = np.linalg.norm(target, axis=-1)
-    pred_norm = np.where(mask, np.linalg.norm(pred, axis=-1), np.nan)
-    err = np.where(mask, ((pred - target) ** 2).mean(-1), np.nan)
-    shown = np.concatenate([target_norm.ravel(), pred_norm[mask]])
+
+    def speed(patches):   # [TP, V, t_patch*C] -> mean over the token's frames of |per-frame vector|
+        return np.linalg.norm(patches.reshape(*patches.shape[:2], -1, channels), axis=-1).mean(-1)
+
+    target_speed = speed(target)
+    pred_speed = np.where(mask, speed(pred), np.nan)
+    err = np.where(mask, speed(pred - target), np.nan)
+    shown = np.concatenate([target_speed.ravel(), pred_speed[mask]])
     scale = {"vmin": float(shown.min()), "vmax": float(shown.max())}
-    panels = [(target_norm, "target |motion| (normalised)", "viridis", scale),
-              (pred_norm, "prediction |motion|, masked tokens", "viridis", scale),
-              (err, f"MSE on masked tokens (mean {np.nanmean(err):.3f})", "magma", {})]
+    panels = [(target_speed, f"target: joint speed ({units})", "viridis", scale),
+              (pred_speed, f"prediction on masked tokens ({units})", "viridis", scale),
+              (err, f"|prediction - target| (mean {np.nanmean(err):.3g} {units})", "magma", {"vmin": 0.0})]
     fig, axes = subplots(1, 3, figsize=(14, 0.22 * V + 2.4), sharey=True, layout="constrained")
     images = []
     for ax, (values, name, cmap, limits) in zip(axes, panels):
@@ -134,8 +143,8 @@ def reconstruction_figure(pred, target, mask, joint_names: Sequence[str], *,
         ax.set_facecolor("#d9d9d9")   # NaN cells (kept tokens) show the axes background
     for ax in axes[1:]:
         _hatch_kept(ax, ~mask)
-    fig.colorbar(images[0], ax=list(axes[:2]), fraction=0.03, pad=0.02, label="|motion| (target and prediction)")
-    fig.colorbar(images[2], ax=axes[2], fraction=0.046, pad=0.02, label="MSE")
+    fig.colorbar(images[0], ax=list(axes[:2]), fraction=0.03, pad=0.02, label=f"joint speed ({units}), both panels")
+    fig.colorbar(images[2], ax=axes[2], fraction=0.046, pad=0.02, label=f"error ({units})")
     axes[0].set_yticks(range(V), joint_names, fontsize=6)
     axes[0].set_ylabel("joint")
     fig.legend(handles=[Patch(facecolor="#d9d9d9", hatch="///", edgecolor="#737373",
@@ -149,6 +158,10 @@ def _hatch_kept(ax, kept: np.ndarray) -> None:
     for t, v in zip(*np.nonzero(kept)):
         ax.add_patch(Rectangle((t - 0.5, v - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#737373", lw=0))
 _LINESTYLES = ("-", "--", ":", "-.")
+# Panel titles of the metrics whose key alone does not say what they are.
+METRIC_TITLES = {"loss": "loss: the weighted total (legend: its formula)",
+                 "loss_rec": "L_rec: masked-motion reconstruction (MSE)",
+                 "loss_cc": "L_cc: cross-contrast (runs that train it)"}
 
 
 def _colour_group(name: str) -> str:
@@ -157,11 +170,12 @@ def _colour_group(name: str) -> str:
 
 
 def run_curves_figure(curves: Mapping[str, Sequence[Mapping]], metrics: Sequence[str], *,
-                      title: str = "Runs compared") -> Figure:
+                      title: str = "Runs compared", notes: Mapping[str, str | None] | None = None) -> Figure:
     """One panel per metric (shared epoch axis), one line per run: {run name: its epoch records}.
 
     Accuracies (keys with "acc", fractions) are shown in %. Runs that differ only in their seed
-    share a colour and differ in line style. Metrics no run logged are left out."""
+    share a colour and differ in line style. Metrics no run logged are left out. `notes` adds a
+    run's note to its legend entry (hacm.compare.loss_formula: what its `loss` is)."""
     shown = [m for m in metrics if any(len(_series(rows, m, "epoch")[0]) for rows in curves.values())]
     if not shown:
         raise HacmError(f"run_curves_figure: no run logged any of {list(metrics)} per epoch")
@@ -180,12 +194,13 @@ def run_curves_figure(curves: Mapping[str, Sequence[Mapping]], metrics: Sequence
                 (handles[name],) = ax.plot(x, 100 * y if "acc" in metric else y, ls=style, lw=1.2, marker="o",
                                            ms=2.5, color=colours(groups.index(group) % colours.N))
     for ax, metric in zip(axes[0], shown):
-        ax.set_title(metric, fontsize=10)
+        ax.set_title(METRIC_TITLES.get(metric, metric), fontsize=9)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{metric} (%)" if "acc" in metric else metric)
         ax.grid(alpha=0.3)
-    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+    labels = [f"{name}: {notes[name]}" if notes and notes.get(name) else name for name in handles]
+    fig.legend(list(handles.values()), labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
                frameon=False)
     fig.suptitle(title)
     fig.tight_layout()

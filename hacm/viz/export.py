@@ -1,4 +1,7 @@
-"""Saving figures for reports: matplotlib -> PNG, plotly -> self-contained-offline HTML + PNG.
+"""Saving figures and tables for reports and papers: matplotlib -> PNG + PDF + SVG, plotly ->
+self-contained-offline HTML + PNG + PDF + SVG; a results table -> Markdown + LaTeX (booktabs) + CSV.
+
+The PNG is for the report page; the PDF and SVG (vector, text kept as text) go into a paper.
 
 Plotly HTML references a shared `plotly.min.js` written once next to the files
 (`include_plotlyjs="directory"`), so reports open offline without a CDN and without repeating the
@@ -27,6 +30,8 @@ PNG_DPI = 150          # matplotlib raster resolution
 PLOTLY_PNG_SCALE = 2   # plotly PNGs at twice the layout size, for print
 DEFAULT_SIZE = (900, 600)  # plotly PNG size in layout pixels when the figure sets none
 CAPTION_SUFFIX = ".caption.txt"
+VECTOR_FORMATS = ("pdf", "svg")   # written beside every PNG, for papers
+TABLE_FORMATS = ("md", "tex", "csv")
 
 # Process-wide exporter state: "unknown" until the first plotly PNG export is tried,
 # then "server" (a kaleido sync server is running) or "html-only" (no usable browser).
@@ -103,9 +108,9 @@ def save_figure(fig, out_dir: str | Path, name: str, caption: str | None = None)
     `caption` (default: the figure's own `caption`, if any) goes to `name.caption.txt`, and a
     matplotlib figure keeps it for its notebook display.
 
-    matplotlib Figure -> `name.png` (dpi 150, tight bounding box).
+    matplotlib Figure -> `name.png` (dpi 150, tight bounding box), `name.pdf` and `name.svg`.
     plotly Figure / FigureWidget -> `name.html` (always; plotly.js shared in `out_dir/plotly.min.js`)
-    and `name.png` via kaleido when a Chromium is available.
+    and `name.png`, `name.pdf`, `name.svg` via kaleido when a Chromium is available.
     """
     if not name or Path(name).name != name or Path(name).suffix:
         raise HacmError(f"save_figure: name must be a plain file stem without directories or suffix, got {name!r}")
@@ -120,9 +125,10 @@ def save_figure(fig, out_dir: str | Path, name: str, caption: str | None = None)
     if hasattr(fig, "savefig"):  # matplotlib
         if caption:
             fig.caption = caption
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=PNG_DPI, bbox_inches="tight")
-        return [path, *written]
+        files = [out / f"{name}.{fmt}" for fmt in ("png", *VECTOR_FORMATS)]
+        for path in files:
+            fig.savefig(path, dpi=PNG_DPI, bbox_inches="tight")
+        return [*files, *written]
 
     if hasattr(fig, "to_plotly_json"):  # plotly (Figure or FigureWidget)
         import plotly.graph_objects as go
@@ -132,14 +138,30 @@ def save_figure(fig, out_dir: str | Path, name: str, caption: str | None = None)
         written.append(html)
         if _start_kaleido():
             import kaleido
-            png = out / f"{name}.png"
             # kaleido directly rather than write_image: plotly passes per-call browser options that
             # the shared server ignores (with a warning for every figure).
-            opts = {"format": "png", "scale": PLOTLY_PNG_SCALE,
-                    "width": static.layout.width or DEFAULT_SIZE[0],
-                    "height": static.layout.height or DEFAULT_SIZE[1]}
-            png.write_bytes(kaleido.calc_fig_sync(static.to_dict(), opts=opts))
-            written.append(png)
+            size = {"width": static.layout.width or DEFAULT_SIZE[0], "height": static.layout.height or DEFAULT_SIZE[1]}
+            for fmt in ("png", *VECTOR_FORMATS):
+                path = out / f"{name}.{fmt}"
+                opts = {"format": fmt, **size, **({"scale": PLOTLY_PNG_SCALE} if fmt == "png" else {})}
+                path.write_bytes(kaleido.calc_fig_sync(static.to_dict(), opts=opts))
+                written.append(path)
         return written
 
     raise HacmError(f"save_figure: expected a matplotlib or plotly figure, got {type(fig).__name__}")
+
+
+def save_table(table, out_dir: str | Path, name: str) -> list[Path]:
+    """Save a results table (hacm.viz.tables.Table) as `out_dir/name.md` (with its caption),
+    `name.tex` (a booktabs table, caption included, for a paper) and `name.csv` (the numbers at full
+    precision, for a spreadsheet or a plot). Returns the written paths."""
+    if not name or Path(name).name != name or Path(name).suffix:
+        raise HacmError(f"save_table: name must be a plain file stem without directories or suffix, got {name!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    texts = {"md": table.to_markdown() + "\n", "tex": table.to_latex(), "csv": table.to_csv()}
+    written = []
+    for fmt in TABLE_FORMATS:
+        written.append(out / f"{name}.{fmt}")
+        written[-1].write_text(texts[fmt])
+    return written

@@ -1,7 +1,9 @@
 """Result tables (one row per run, e.g. an ablation) that render in notebooks (HTML) and in text (markdown)."""
 from __future__ import annotations
 
+import csv
 import html
+import io
 import math
 import uuid
 from dataclasses import dataclass
@@ -40,8 +42,45 @@ class Table:
         lines += ["| " + " | ".join(self._cell(r.get(c)) for c in self.columns) + " |" for r in self.rows]
         return "\n".join(lines + ([f"\n{self.caption}"] if self.caption else []))
 
+    def to_latex(self, label: str = "") -> str:
+        """A booktabs table (\\usepackage{booktabs}): \\toprule / \\midrule / \\bottomrule, text columns
+        left-aligned and number columns right-aligned, the caption above, special characters escaped."""
+        numeric = [all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                       for r in self.rows if r.get(c) is not None) and any(r.get(c) is not None for r in self.rows)
+                   for c in self.columns]
+        spec = "".join("r" if n else "l" for n in numeric)
+        lines = ["\\begin{table}[t]", "\\centering"]
+        if self.caption:
+            lines.append(f"\\caption{{{latex_escape(self.caption)}}}")
+        if label:
+            lines.append(f"\\label{{{label}}}")
+        lines += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+                  " & ".join(latex_escape(c) for c in self.columns) + " \\\\", "\\midrule"]
+        lines += [" & ".join(latex_escape(self._cell(r.get(c))) for c in self.columns) + " \\\\" for r in self.rows]
+        lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+        return "\n".join(lines) + "\n"
+
+    def to_csv(self) -> str:
+        """The rows as CSV with a header line; numbers unformatted (full precision), empty cells empty."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        for r in self.rows:
+            writer.writerow(["" if r.get(c) is None else r.get(c) for c in self.columns])
+        return buffer.getvalue()
+
     def _repr_html_(self) -> str:
         return self.to_html()
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "≥": r"$\geq$", "≤": r"$\leq$", "→": r"$\to$"}
+
+
+def latex_escape(text: str) -> str:
+    """Text as LaTeX typesets it literally (& % $ # _ { } ~ ^ \\ escaped; ± ≥ ≤ → as math)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
 def ablation_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, *,
