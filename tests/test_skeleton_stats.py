@@ -9,7 +9,7 @@ from scipy.stats import chi2
 
 from hacm.data.skeleton_stats import (
     FPS, REFERENCE, SEGMENTS, SPEED_WINDOW, Clip, SkeletonSet, coefficient_of_variation, compute_stats,
-    read_skeletons, segment_lengths, stats_table,
+    bootstrap_cv_interval, read_skeletons, segment_lengths, stats_table,
 )
 from hacm.errors import FormatError, HacmError
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS
@@ -90,6 +90,18 @@ def test_bone_cv_across_performers_is_the_known_coefficient_of_variation():
     assert stats.bone_median["upper_arm"] == pytest.approx(0.30, rel=1e-6)
     assert stats.bone_cv["forearm"] == pytest.approx(0.0, abs=1e-6)     # every body has 0.25 m forearms
     assert stats.performers == 3
+
+
+def test_bone_cv_interval_resamples_performers():
+    lengths = [0.24, 0.26, 0.27, 0.29, 0.30, 0.31, 0.33]
+    low, high = bootstrap_cv_interval(lengths)
+    assert 0 < low < coefficient_of_variation(lengths) < high
+    assert bootstrap_cv_interval(lengths) == (low, high)                      # seeded
+    assert bootstrap_cv_interval([0.3, 0.3, 0.3]) == (0.0, 0.0)
+    assert bootstrap_cv_interval([0.3, 0.4]) is None
+    clips = [clip(np.repeat(body(upper_arm=l)[None], 2, axis=0), performer=p) for p, l in enumerate(lengths)]
+    assert stats_of(*clips).bone_cv_ci["upper_arm"] == pytest.approx((low, high))
+    assert f"[{low:.1f}, {high:.1f}]" in stats_table([stats_of(*clips)])
 
 
 def test_bone_cv_pools_a_performers_clips_and_needs_two_performers():

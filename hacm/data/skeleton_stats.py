@@ -43,6 +43,7 @@ from hacm.errors import HacmError
 from hacm.skeleton import CENTRE_JOINT, JOINT_NAMES, NUM_JOINTS
 
 FPS = 30.0              # NTU RGB+D and PKU-MMD record at 30 frames per second (Kinect v2)
+BOOTSTRAP_REPS = 2000   # resamples of the performers for the interval of a bone-length CV
 SPEED_WINDOW = 5        # frames (1/6 s) over which a speed is measured; see the module docstring
 
 
@@ -95,6 +96,7 @@ class SkeletonStats:
     clips: int
     performers: int
     bone_cv: dict[str, float | None]            # % across performers
+    bone_cv_ci: dict[str, tuple[float, float] | None]   # 95 % bootstrap interval over performers
     bone_median: dict[str, float]               # m, median over performers
     bone_within_clip_cv: dict[str, float]       # %, median over clips and sides
     jitter_mm: dict[str, float]                 # "wrist", "spine_mid": median |x[t+1] - x[t]|
@@ -205,6 +207,24 @@ def coefficient_of_variation(values) -> float | None:
     return float(100.0 * values.std(ddof=1) / values.mean())
 
 
+def bootstrap_cv_interval(values, *, reps: int = BOOTSTRAP_REPS, seed: int = 0,
+                          level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile bootstrap interval (%) of the CV of `values`, resampling the values (performers).
+
+    None for fewer than three values: with two, a resample is too often one value twice. With a
+    handful of performers the interval leans low (a resample repeats people, which shrinks the
+    spread); it says how little a few performers pin the CV down, not where it lies exactly.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 3:
+        return None
+    rng = np.random.default_rng(seed)
+    samples = values[rng.integers(0, values.size, size=(reps, values.size))]      # [reps, n]
+    cvs = 100.0 * samples.std(axis=1, ddof=1) / samples.mean(axis=1)
+    tail = 100.0 * (1.0 - level) / 2.0
+    return float(np.percentile(cvs, tail)), float(np.percentile(cvs, 100.0 - tail))
+
+
 def performer_segment_lengths(clips: list[Clip]) -> dict[str, dict[int, float]]:
     """segment -> performer -> median length (m) over all of that performer's tracked frames."""
     out: dict[str, dict[int, float]] = {}
@@ -260,6 +280,7 @@ def compute_stats(data: SkeletonSet, *, fps: float = FPS, speed_window: int = SP
                             f"got {list(clip.joints.shape)}")
     per_performer = performer_segment_lengths(clips)
     bone_cv = {s: coefficient_of_variation(list(v.values())) for s, v in per_performer.items()}
+    bone_cv_ci = {s: bootstrap_cv_interval(list(v.values())) for s, v in per_performer.items()}
     bone_median = {s: _median(np.array(list(v.values()))) for s, v in per_performer.items()}
     within = {}
     for segment in SEGMENTS:
@@ -285,7 +306,7 @@ def compute_stats(data: SkeletonSet, *, fps: float = FPS, speed_window: int = SP
     tracked = np.concatenate([c.joints[p] for c, p in zip(clips, present)])             # [N, 25, 3]
     return SkeletonStats(
         source=data.source, clips=len(clips), performers=len({c.performer for c in clips}),
-        bone_cv=bone_cv, bone_median=bone_median, bone_within_clip_cv=within,
+        bone_cv=bone_cv, bone_cv_ci=bone_cv_ci, bone_median=bone_median, bone_within_clip_cv=within,
         jitter_mm=jitter, second_diff_mm=second_diff, roughness=roughness, speed=speed,
         length=(int(lengths.min()), float(np.median(lengths)), float(lengths.mean()), int(lengths.max())),
         empty_frame_share=(data.empty_frames / data.total_frames if data.total_frames else None),
@@ -368,11 +389,22 @@ def _cell(value) -> str:
     return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
 
 
+def _with_interval(stats: SkeletonStats, key: str) -> str:
+    """The cell of `key`, with the bootstrap interval after a bone-length CV."""
+    cell = _cell(dict(stats.rows())[key])
+    if key.startswith("bone_cv."):
+        ci = stats.bone_cv_ci[key.split(".", 1)[1]]
+        if ci is not None:
+            cell += f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+    return cell
+
+
 def stats_table(stats: list[SkeletonStats], reference: dict[str, tuple[Reference, ...]] = REFERENCE,
                 names: list[str] | None = None) -> str:
     """A plain-text table: one row per statistic, one column per source, then the references.
 
-    The reference columns are numbered; their sources are listed under the table.
+    The reference columns are numbered; their sources are listed under the table. A bone-length
+    CV carries its 95 % bootstrap interval over performers in brackets.
     """
     names = names or [Path(s.source).name or s.source for s in stats]
     keys = [k for k, _ in stats[0].rows()]
@@ -381,7 +413,7 @@ def stats_table(stats: list[SkeletonStats], reference: dict[str, tuple[Reference
     body = []
     for key in keys:
         refs = {sources.index(r.source): r.value for r in reference.get(key, ())}
-        body.append([key, *(_cell(dict(s.rows())[key]) for s in stats),
+        body.append([key, *(_with_interval(s, key) for s in stats),
                      *(_cell(refs.get(i)) for i in range(len(sources)))])
     widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
