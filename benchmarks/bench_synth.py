@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hacm import machine, notebook
+from hacm.config import parse_overrides
 from hacm.data.store import Store
 from hacm.study import BASELINES, RANDOM_ENCODER, metric_label, run_study
 
@@ -93,6 +94,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="HA-CM and the random encoder only, seed 0")
     p.add_argument("--workers", type=int, default=2, help="(method, seed) pipelines at once")
     p.add_argument("--synth-seed", type=int, default=0)
+    p.add_argument("--set", dest="world", action="append", default=[], metavar="KNOB=VALUE",
+                   help="a knob of the synthetic world (as `hacm data synth --set`), to see what it changes")
     args = p.parse_args(argv)
 
     print(f"bench_synth: {' '.join(sys.argv)}")
@@ -102,7 +105,8 @@ def main(argv=None) -> int:
         store_dir = root / "store"
         t0 = time.perf_counter()
         if not notebook.is_store(store_dir):
-            notebook.synthetic_store(store_dir, seed=args.synth_seed)
+            world = parse_overrides(args.world)
+            notebook.synthetic_store(store_dir, world, seed=args.synth_seed)
         store = Store.open(store_dir)
         benchmark = "synth-xsub"
         print(f"data: {len(store)} clips, {store.num_classes} classes, {len(store.split(benchmark, 'train'))} train / "

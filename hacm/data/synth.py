@@ -30,15 +30,15 @@ import json
 import multiprocessing
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy.signal import lfilter
 from tqdm.auto import tqdm
 
-from hacm.errors import HacmError
+from hacm.errors import HacmError, did_you_mean
 from hacm.fileio import make_dir, write_text_atomic
 from hacm.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, SYMMETRY_PAIRS, mirror_permutation
 
@@ -309,14 +309,6 @@ def _gait(direction: float, actor: int = 0) -> tuple[Term, ...]:
             keys(ROOT, "z", 0.0, direction, actor=actor))
 
 
-def _push(actor: int = 0) -> tuple[Term, ...]:
-    """Both hands from the chest to full extension: rest, chest, extended, extended, rest."""
-    return (keys("left_shoulder", "flex", 0, 0.9, 1.45, 1.45, 0, actor=actor),
-            keys("right_shoulder", "flex", 0, 0.9, 1.45, 1.45, 0, actor=actor),
-            keys("left_elbow", "flex", 0, 1.7, 0.1, 0.1, 0, actor=actor),
-            keys("right_elbow", "flex", 0, 1.7, 0.1, 0.1, 0, actor=actor))
-
-
 def _hands_together(swing: float) -> tuple[Term, ...]:
     """Both hands held together in front of the chest for the whole action."""
     arms = []
@@ -333,10 +325,12 @@ def _arm_swings(phase: float) -> tuple[Term, ...]:
             sin("left_elbow", "flex", 0.3, 3.0, 0.4), sin("right_elbow", "flex", 0.3, 3.0, 0.4 + phase))
 
 
-def _sit_down() -> tuple[Term, ...]:
-    return (keys("left_hip", "flex", 0, 0, 1.45, 1.5), keys("right_hip", "flex", 0, 0, 1.45, 1.5),
-            keys("left_knee", "flex", 0, 0, -1.45, -1.5), keys("right_knee", "flex", 0, 0, -1.45, -1.5),
-            keys("spine_mid", "flex", 0, 0.45, 0.15, 0.05), keys(ROOT, "z", 0, 0, -0.12, -0.15))
+def _push(actor: int = 0) -> tuple[Term, ...]:
+    """Both hands from the chest to full extension: rest, chest, extended, extended, rest."""
+    return (keys("left_shoulder", "flex", 0, 0.9, 1.45, 1.45, 0, actor=actor),
+            keys("right_shoulder", "flex", 0, 0.9, 1.45, 1.45, 0, actor=actor),
+            keys("left_elbow", "flex", 0, 1.7, 0.1, 0.1, 0, actor=actor),
+            keys("right_elbow", "flex", 0, 1.7, 0.1, 0.1, 0, actor=actor))
 
 
 def _put_on_hat() -> tuple[Term, ...]:
@@ -344,6 +338,12 @@ def _put_on_hat() -> tuple[Term, ...]:
     return (keys("left_shoulder", "flex", 0, 2.5, 2.2, 0), keys("right_shoulder", "flex", 0, 2.5, 2.2, 0),
             keys("left_elbow", "flex", 0, 1.0, 1.9, 0), keys("right_elbow", "flex", 0, 1.0, 1.9, 0),
             keys("neck", "flex", 0, -0.1, 0.15, 0))
+
+
+def _sit_down() -> tuple[Term, ...]:
+    return (keys("left_hip", "flex", 0, 0, 1.45, 1.5), keys("right_hip", "flex", 0, 0, 1.45, 1.5),
+            keys("left_knee", "flex", 0, 0, -1.45, -1.5), keys("right_knee", "flex", 0, 0, -1.45, -1.5),
+            keys("spine_mid", "flex", 0, 0.45, 0.15, 0.05), keys(ROOT, "z", 0, 0, -0.12, -0.15))
 
 
 _HANDSHAKE = (keys("right_shoulder", "flex", 0, 0.9, 0.9, 0.9, 0),
@@ -411,7 +411,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                                  keys("left_shoulder", "abd", 0, 0, 0, 0.5, 0.1, actor=1),
                                  keys("right_shoulder", "abd", 0, 0, 0, 0.5, 0.1, actor=1)),
                "relation", seconds=2.2, separation=0.8),
-    ActionSpec("hug", True, _both_actors(_HUG), "relation", seconds=3.0, separation=1.4),
+    ActionSpec("hug", True, _both_actors(_HUG), "relation", seconds=3.0, separation=1.55),
     ActionSpec("walk towards each other", True, _both_actors(_gait(0.6)), "relation", seconds=2.6,
                separation=2.6),
     ActionSpec("walk apart", True, _both_actors(_reversed(_gait(0.6))), "relation", seconds=2.6,
@@ -439,13 +439,13 @@ class Population:
 @dataclass(frozen=True)
 class Variation:
     """How one performance differs from another of the same class by the same person."""
-    key_jitter: float = 0.15       # relative sd of every keyframe value and rhythmic amplitude
+    key_jitter: float = 0.08       # relative sd of every keyframe value and rhythmic amplitude
     cycle_jitter: float = 0.2      # log sd of the number of cycles of a rhythmic term
     amplitude: tuple[float, float] = (0.8, 1.2)     # whole-performance amplitude factor
     tempo: tuple[float, float] = (0.8, 1.25)        # x the performer's own speed
     warp: tuple[float, float] = (0.75, 1.35)        # exponent of a monotone time warp of the action
-    idle_seconds: tuple[float, float] = (0.2, 1.4)  # still time before and after the action, each
-    fidgets: float = 1.5           # mean number of small movements of joints the action leaves free
+    idle_seconds: tuple[float, float] = (0.05, 0.6) # still time before and after the action, each
+    fidgets: float = 0.5           # mean number of small movements of joints the action leaves free
     fidget_amp: float = 0.2        # their amplitude (radians)
     facing_sd: float = 15.0        # degrees around the facing of the replication (camera 1 or 3)
     position_sd: float = 0.25      # metres, the performer's place in the room
@@ -662,9 +662,11 @@ _ARM_CHAINS = {side: [_j(f"{side}_{n}") for n in ("elbow", "wrist", "hand", "han
 @dataclass(frozen=True)
 class SensorModel:
     """Kinect-v2-like corruption of a clean take. Rates are per file unless said otherwise."""
-    noise_mm: float = 1.2            # sd per coordinate of a trunk joint's noise at 3 m depth (mm)
-    noise_depth_power: float = 2.0   # noise grows as (depth / 3 m) ** power (the depth error of ToF cameras)
-    noise_correlation: float = 0.6   # frame-to-frame AR(1) coefficient: the sensor's pipeline smooths
+    noise_mm: float = 0.5            # sd per coordinate of a trunk joint's jitter at 3 m depth (mm)
+    noise_correlation: float = 0.6   # its frame-to-frame AR(1) coefficient: the sensor's pipeline smooths
+    drift_mm: float = 0.0            # sd of a trunk joint's slow estimation drift at 3 m (mm)
+    drift_seconds: float = 1.0       # the drift's correlation time
+    noise_depth_power: float = 2.0   # both grow as (depth / 3 m) ** power (the depth error of ToF cameras)
     spike_rate: float = 0.002        # jitter spikes per hand/foot joint and frame (a hand tracked off)
     spike_sd: float = 0.05           # spike displacement (metres, per coordinate)
     occlusion_prob: float = 0.6      # side views: chance that the far arm is occluded for a while
@@ -723,16 +725,22 @@ def _stretch(rng: np.random.Generator, T: int, low: int, high: int) -> slice:
     return slice(start, start + n)
 
 
+def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> np.ndarray:
+    """Unit-variance AR(1) noise over the first axis, started in its stationary distribution."""
+    white = rng.standard_normal(shape) * np.sqrt(1 - rho ** 2)
+    white[0] /= np.sqrt(1 - rho ** 2)
+    return lfilter([1.0], [1.0, -rho], white, axis=0)
+
+
 def sensor_noise(clean: np.ndarray, rng: np.random.Generator, sensor: SensorModel) -> np.ndarray:
-    """Noise [T, 25, 3] for one body's clean camera coordinates [T, 25, 3]: Gaussian, AR(1) over
-    frames, its sd growing with depth and from the trunk to the extremities."""
-    T = clean.shape[0]
-    rho = sensor.noise_correlation
-    white = rng.standard_normal((T, NUM_JOINTS, 3)) * np.sqrt(1 - rho ** 2)
-    white[0] /= np.sqrt(1 - rho ** 2)                          # start in the stationary distribution
-    noise = lfilter([1.0], [1.0, -rho], white, axis=0)          # unit-variance AR(1)
+    """Noise [T, 25, 3] for one body's clean camera coordinates [T, 25, 3]: a fast, lightly smoothed
+    jitter plus a slow drift of each joint's estimate (what makes real bone lengths breathe within a
+    clip), both growing with depth and from the trunk to the extremities."""
+    shape = clean.shape
+    jitter = 1e-3 * sensor.noise_mm * _ar1(rng, shape, sensor.noise_correlation)
+    drift = 1e-3 * sensor.drift_mm * _ar1(rng, shape, float(np.exp(-1.0 / (sensor.drift_seconds * FPS))))
     depth = np.maximum(clean[..., 2:3], 0.5) / 3.0
-    return noise * (1e-3 * sensor.noise_mm) * _NOISE_SCALE[None, :, None] * depth ** sensor.noise_depth_power
+    return (jitter + drift) * _NOISE_SCALE[None, :, None] * depth ** sensor.noise_depth_power
 
 
 def _side_on(clean: np.ndarray) -> tuple[bool, str]:
@@ -810,6 +818,37 @@ def record(perf: Performance, view: CameraView, rng: np.random.Generator,
         bodies.append(TrackedBody("furniture", int(next(ids)), frames, xyz, q,
                                   np.full((frames.size, NUM_JOINTS), 2)))
     return Recording(num_frames=T, bodies=bodies, lost_frames=lost)
+
+World = tuple[Population, Variation, SensorModel]
+_WORLD_SECTIONS = {"population": Population, "variation": Variation, "sensor": SensorModel}
+
+
+def make_world(settings: Mapping[str, Any] | None = None) -> World:
+    """The world's knobs from dotted settings, e.g. {"sensor.noise_mm": 2.0, "variation.fidgets": 0}
+    (every other knob at its default). An unknown section or knob is an error naming the valid ones;
+    ranges are given as lists or tuples of two numbers."""
+    parts: dict[str, dict[str, Any]] = {name: {} for name in _WORLD_SECTIONS}
+    for key, value in (settings or {}).items():
+        section, _, knob = str(key).partition(".")
+        if section not in _WORLD_SECTIONS:
+            raise HacmError(f"synthetic world: unknown section {section!r} in {key!r}"
+                            f"{did_you_mean(section, _WORLD_SECTIONS)}; sections: {', '.join(_WORLD_SECTIONS)}")
+        names = [f.name for f in fields(_WORLD_SECTIONS[section])]
+        if knob not in names:
+            raise HacmError(f"synthetic world: unknown knob {key!r}{did_you_mean(knob, names)}; "
+                            f"{section} has: {', '.join(names)}")
+        default = getattr(_WORLD_SECTIONS[section](), knob)
+        if isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
+                raise HacmError(f"synthetic world: {key} expected a range [low, high], got {value!r}")
+            value = (float(value[0]), float(value[1]))
+            if value[0] > value[1]:
+                raise HacmError(f"synthetic world: {key} expected low <= high, got {list(value)}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise HacmError(f"synthetic world: {key} expected a number >= 0, got {value!r}")
+        parts[section][knob] = value
+    return tuple(_WORLD_SECTIONS[name](**parts[name]) for name in _WORLD_SECTIONS)   # type: ignore[return-value]
+
 
 # ----------------------------------------------------------------------------------------------
 # The NTU text layout
