@@ -8,7 +8,7 @@ the workbench's own statistics, adds a classifier on clip-level pose statistics 
 representation must add to), and prints a calibration table: each target, the measured figure and
 whether it is met.
 
-    python benchmarks/bench_synth.py                    # the calibration table (3 seeds, ~10 min on 2 cores)
+    python benchmarks/bench_synth.py                    # the calibration table (3 seeds, ~10 min on 2 idle cores)
     python benchmarks/bench_synth.py --quick            # HA-CM and the random encoder, one seed
     python benchmarks/bench_synth.py --out /tmp/calib   # keep the data and runs (re-running reads them)
 
@@ -26,39 +26,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from hacm import machine, notebook
 from hacm.config import parse_overrides
+from hacm.data.skeleton_stats import compute_stats, read_store, stats_table
 from hacm.data.store import Store
+from hacm.evaluate import pose_statistics_accuracy
+from hacm.stats import binomial_se
 from hacm.study import BASELINES, RANDOM_ENCODER, metric_label, run_study
 
 REFERENCE = "HA-CM"
 MIN_GAP = 15.0                   # points HA-CM must lead the random encoder by
 PROBE_RANGE = (40.0, 90.0)       # HA-CM's linear probe: room above and below
-
-
-def pose_statistics(store: Store, indices: np.ndarray) -> np.ndarray:
-    """[n, 300] per clip: the mean and standard deviation over frames of every joint coordinate of
-    both actors (zeros for an absent second actor): what a classifier sees without a representation."""
-    out = np.zeros((len(indices), 2, 2, 25, 3))
-    for row, i in enumerate(indices):
-        frames = np.asarray(store.frames(i), dtype=np.float64)          # [A, T, 25, 3]
-        out[row, 0, : frames.shape[0]] = frames.mean(1)
-        out[row, 1, : frames.shape[0]] = frames.std(1)
-    return out.reshape(len(indices), -1)
-
-
-def pose_statistics_accuracy(store: Store, benchmark: str) -> tuple[float, int]:
-    """Test accuracy of a logistic regression on pose_statistics (standardised), and the test size."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    train, test = store.split(benchmark, "train"), store.split(benchmark, "test")
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=1.0))
-    model.fit(pose_statistics(store, train), store.labels[train])
-    return float(model.score(pose_statistics(store, test), store.labels[test])), len(test)
 
 
 def calibration(result, methods: list[str]) -> list[tuple[str, str, bool]]:
@@ -112,8 +90,13 @@ def main(argv=None) -> int:
         print(f"data: {len(store)} clips, {store.num_classes} classes, {len(store.split(benchmark, 'train'))} train / "
               f"{len(store.split(benchmark, 'test'))} test ({benchmark}), {time.perf_counter() - t0:.0f} s")
 
+        print("\nlow-level statistics beside real recordings (hacm.data.skeleton_stats):")
+        print(stats_table([compute_stats(read_store(store_dir, progress=False))], names=["synthetic"]))
+        print()
         acc, n = pose_statistics_accuracy(store, benchmark)
-        print(f"pose statistics + logistic regression: {100 * acc:.1f} % of {n} test clips")
+        half = 196 * binomial_se(acc, n)
+        print(f"pose statistics + logistic regression (what a representation must add to): {100 * acc:.1f} % "
+              f"of {n} test clips (95 % binomial interval ± {half:.1f})")
 
         methods = {REFERENCE: {}, **({} if args.quick else BASELINES), RANDOM_ENCODER: None}
         seeds = [args.seeds[0]] if args.quick else args.seeds

@@ -155,7 +155,7 @@ def test_sensor_corruptions_are_the_ones_the_denoiser_expects():
         noise = person.xyz - (perf.xyz[0, person.frames] @ synth.camera_view(0, 1, 2).rotation.T
                               + synth.camera_view(0, 1, 2).translation)
         typical = np.median(np.abs(noise))
-        assert 0.002 < typical < 0.02                          # millimetres to a centimetre or two
+        assert 0.0002 < typical < 0.005                        # tenths of a millimetre to millimetres
 
 
 def test_two_person_classes_have_two_moving_people():
@@ -266,7 +266,7 @@ def _nearest_centroid(train: dict[str, list], test: dict[str, list]) -> float:
 
 
 @pytest.mark.parametrize("pair", [("raise arm", "lower arm"), ("sit down", "stand up"),
-                                  ("push", "pull"), ("put on hat", "take off hat"), ("walk forward", "walk backward")])
+                                  ("push", "pull"), ("put on hat", "take off hat")])
 def test_order_pairs_share_their_poses_and_differ_in_motion(pair):
     """Classes live in motion, not in pose: a class and its time-reversed twin visit the same poses
     (clip-level pose statistics tell them apart no better than chance) and move through them in
@@ -346,7 +346,7 @@ def test_sensor_noise_grows_with_depth_and_towards_the_extremities():
     spine, tip = JOINT_NAMES.index("spine_mid"), JOINT_NAMES.index("left_hand_tip")
     assert 4.0 < noise_near[:, tip].std() / noise_near[:, spine].std() < 6.0
     # jitter is lightly smoothed; the drift is slow: its frame-to-frame steps are a small part of it
-    drift = synth.sensor_noise(near, rng, SensorModel(noise_mm=0.0))
+    drift = synth.sensor_noise(near, rng, SensorModel(noise_mm=0.0, drift_mm=6.0))
     assert np.diff(drift, axis=0).std() < 0.3 * drift.std()
 
 
@@ -367,12 +367,26 @@ def test_side_views_occlude_the_far_arm_and_swap_limbs():
 
 
 def test_low_level_statistics_lie_in_the_range_of_real_recordings(dataset):
-    """Jitter at the wrist and the spine, the breathing of bone lengths within a clip and the clip
-    lengths, measured as on real NTU files (hacm.data.skeleton_stats), fall in the range of the
-    real references (docs/synthetic.md has the table)."""
+    """Jitter at the wrist and the spine, wrist speed and clip lengths, measured as on real NTU files
+    (hacm.data.skeleton_stats), fall in the range of the real references (docs/synthetic.md has the
+    table; the bone-length spread across performers needs more performers than this fixture has)."""
     from hacm.data.skeleton_stats import compute_stats, read_raw_dir
 
     stats = compute_stats(read_raw_dir(dataset[0], progress=False))
     assert 3.0 < stats.jitter_mm["wrist"] < 15.0 and 0.3 < stats.jitter_mm["spine_mid"] < 3.5, stats.jitter_mm
-    assert 1.0 < stats.bone_within_clip_cv["forearm"] < 15.0, stats.bone_within_clip_cv
+    assert 0.1 < stats.speed["wrist"][0] < 0.4, stats.speed                  # real: 0.2 m/s median
     assert 40 <= stats.length[1] <= 110 and stats.length[0] >= 20, stats.length
+
+
+def test_drift_makes_bone_lengths_breathe_within_a_clip():
+    """sensor.drift_mm: a slow error of each joint's estimate, what makes real bone lengths vary by
+    several per cent within a clip (real NTU forearm: about 11 %), without adding frame-to-frame jitter."""
+    still = np.broadcast_to(_clean("nod", 1, variation=STILL)[0, :1], (300, NUM_JOINTS, 3)).copy()   # one pose
+    elbow, wrist = JOINT_NAMES.index("left_elbow"), JOINT_NAMES.index("left_wrist")
+
+    def forearm_cv(sensor):
+        xyz = still + synth.sensor_noise(still + [0, 0, 3.0], np.random.default_rng(0), sensor)
+        length = np.linalg.norm(xyz[:, wrist] - xyz[:, elbow], axis=-1)
+        return length.std() / length.mean()
+
+    assert forearm_cv(SensorModel(drift_mm=6.0)) > 3 * forearm_cv(SensorModel(drift_mm=0.0))
