@@ -390,3 +390,19 @@ def test_drift_makes_bone_lengths_breathe_within_a_clip():
         return length.std() / length.mean()
 
     assert forearm_cv(SensorModel(drift_mm=6.0)) > 3 * forearm_cv(SensorModel(drift_mm=0.0))
+
+
+def test_coupling_moves_the_free_joints_with_the_driven_ones():
+    """variation.coupling: the body moves as a whole. Raising one arm turns the torso and bends the
+    elbow a little, a few frames late; without coupling those joints stay where the posture put them."""
+    subject = make_subject(0, 1, population=Population(left_handed=0.0))
+    spec = ACTIONS[NAMES.index("raise arm")]
+
+    def torso_turn(gain):
+        xyz = generate_sequence(spec, [subject], np.random.default_rng(0),
+                                variation=Variation(fidgets=0.0, bystander_prob=0.0, coupling=gain)).xyz[0]
+        shoulders = xyz[:, JOINT_NAMES.index("left_shoulder")] - xyz[:, JOINT_NAMES.index("right_shoulder")]
+        yaw = np.arctan2(shoulders[:, 2], shoulders[:, 0])            # the shoulder line about the vertical
+        return np.ptp(yaw)
+
+    assert torso_turn(0.0) < 0.02 and torso_turn(1.0) > 0.1, (torso_turn(0.0), torso_turn(1.0))

@@ -4,18 +4,22 @@ No real dataset can be downloaded here, so the default path generates one. The o
 directory of real-format raw NTU `.skeleton` files plus `synth.json`, so the very same parser,
 denoiser, splitter and loader run on it as on NTU RGB+D.
 
-The procedural model, from the person outwards:
-  * a Subject: bone lengths (height scale x per-bone jitter, left/right equal), a resting
-    posture and a movement style (amplitude and speed factors, a dominant side);
-  * an ActionSpec: a motion program, i.e. a list of Terms, each driving one joint angle
+The procedural model, from the person outwards (docs/synthetic.md describes the world and its
+calibration; every property is a knob of Population, Variation or SensorModel, see make_world):
+  * a Subject (Population): bone lengths (children to adults, per-bone factors, left/right equal),
+    a resting posture, a movement style (amplitude and speed factors, a dominant side);
+  * an ActionSpec: a class, i.e. a motion program of Terms, each driving one joint angle
     (flex / abd / swing) or the root translation with a windowed sinusoid or smooth keyframes
-    over the normalised action time u in [0, 1];
-  * generate_sequence: per-sample variation (length, time warp, start/end idle, amplitude,
-    phase), forward kinematics on the hacm.skeleton tree and optional ground contact ->
-    a clean Performance in world coordinates (metres, y up);
-  * record: one camera view (rotation about the vertical axis, -45 / 0 / +45 degrees for
-    cameras 1 / 2 / 3, at about 3 m depth) plus the sensor: Gaussian noise, jitter spikes, lost
-    frames (0 bodies) and spurious bodies the standard denoiser removes;
+    over the normalised action time u in [0, 1]; classes come in families of confusable actions
+    that share their poses and differ in motion;
+  * generate_sequence (Variation): every term as this take performs it, length, time warp, idle
+    lead-in and tail, amplitude, phase, fidgets of free joints, facing (camera 1 or 3 by
+    replication, as NTU), position, a bystander in some one-person takes; forward kinematics on
+    the hacm.skeleton tree and ground contact -> a clean Performance in world coordinates;
+  * record (SensorModel): one camera view (-45 / 0 / +45 degrees for cameras 1 / 2 / 3, height and
+    distance by setup) plus the sensor: depth- and joint-dependent smoothed jitter, an optional
+    slow drift, spikes, the far arm occluded and limbs swapped in side views, lost frames and
+    spurious bodies the standard denoiser removes;
   * format_skeleton / write_synthetic: the NTU text layout of docs/data.md.
 
 Randomness is keyed, never sequential: the subject comes from (seed, performer), the performance
@@ -261,7 +265,6 @@ class ActionSpec:
     program: tuple[Term, ...]
     family: str
     seconds: float = 2.5          # typical duration of the action itself at speed 1
-    grounded: bool = True         # keep the lowest foot on the floor (off for jumps)
     separation: float = 1.0       # two-person: initial distance between the two roots (metres)
 
 
@@ -450,6 +453,7 @@ class Variation:
     facing_sd: float = 15.0        # degrees around the facing of the replication (camera 1 or 3)
     position_sd: float = 0.25      # metres, the performer's place in the room
     bystander_prob: float = 0.15   # one-person takes with a second person standing by in view
+    coupling: float = 1.0          # gain of the secondary motion of free joints (the body moving as a whole)
 
 
 @dataclass(frozen=True)
@@ -522,6 +526,40 @@ def _fidget(angles: np.ndarray, driven: set[tuple[int, int]], rng: np.random.Gen
         angles[:, j, ax] += variation.fidget_amp * rng.uniform(0.4, 1.0) * rng.choice([-1, 1]) * bump
 
 
+# Secondary motion: (driven joint, axis) -> [(follower, axis, gain)]. A body moves as a whole: the torso
+# counter-turns against one arm reaching forward and leans into a reach, the head follows raised hands,
+# an elbow bends as its shoulder lifts, knees soften as the hips flex.
+_COUPLINGS = {
+    ("left_shoulder", 0): [("spine_mid", 2, 0.12), ("spine_mid", 0, 0.06), ("neck", 0, -0.08), ("left_elbow", 0, 0.2),
+                           ("right_shoulder", 0, -0.1)],
+    ("right_shoulder", 0): [("spine_mid", 2, -0.12), ("spine_mid", 0, 0.06), ("neck", 0, -0.08), ("right_elbow", 0, 0.2),
+                            ("left_shoulder", 0, -0.1)],
+    ("left_shoulder", 1): [("spine_mid", 1, -0.08), ("neck", 1, -0.1)],
+    ("right_shoulder", 1): [("spine_mid", 1, 0.08), ("neck", 1, 0.1)],
+    ("left_hip", 0): [("left_knee", 0, -0.3), ("spine_mid", 0, 0.08), ("right_shoulder", 0, 0.15)],
+    ("right_hip", 0): [("right_knee", 0, -0.3), ("spine_mid", 0, 0.08), ("left_shoulder", 0, 0.15)],
+    ("spine_mid", 0): [("left_hip", 0, 0.2), ("right_hip", 0, 0.2), ("neck", 0, -0.3)],
+    ("neck", 2): [("spine_shoulder", 2, 0.15)],
+}
+_COUPLING_LAG = 3      # frames (0.1 s) by which a follower trails what drives it
+
+
+def _couple(angles: np.ndarray, driven: set[tuple[int, int]], gain: float) -> None:
+    """Add secondary motion (_COUPLINGS, scaled by `gain`) of free joints to angles [T, 25, 3], from the
+    movement of the driven ones away from their first-frame value, a few frames late."""
+    if gain == 0:
+        return
+    delta = angles - angles[:1]                                              # [T, 25, 3]
+    lagged = np.concatenate([np.repeat(delta[:1], _COUPLING_LAG, 0), delta[:-_COUPLING_LAG]])
+    for (name, axis), followers in _COUPLINGS.items():
+        source = (_j(name), axis)
+        if source not in driven:
+            continue
+        for follower, f_axis, k in followers:
+            if (_j(follower), f_axis) not in driven:
+                angles[:, _j(follower), f_axis] += gain * k * lagged[:, source[0], axis]
+
+
 def _body_motion(spec: ActionSpec, subject: Subject, actor: int, u: np.ndarray, phase_shift: float, scale: float,
                  rng: np.random.Generator, variation: Variation) -> tuple[np.ndarray, np.ndarray]:
     """Joint angles [T, 25, 3] and root translation [T, 3] (body frame) of one actor; actor None: a
@@ -540,6 +578,7 @@ def _body_motion(spec: ActionSpec, subject: Subject, actor: int, u: np.ndarray, 
             j, ax = _resolve_joint(term.joint, subject.dominant), ANGLE_AXES.index(term.axis)
             angles[:, j, ax] += value
             driven.add((j, ax))
+    _couple(angles, driven, variation.coupling)
     _fidget(angles, driven, rng, variation)
     # idle life: breathing and a slow sway, so that no frame is perfectly still
     t = np.arange(T) / FPS
@@ -599,12 +638,7 @@ def generate_sequence(spec: ActionSpec, subjects: Sequence[Subject], rng: np.ran
         root_rot = _rot_y(np.full(T, yaws[a]))                                  # [T, 3, 3]
         root_pos = centre + places[a] + trans @ root_rot[0].T
         pos, r = forward_kinematics(subject.offsets, angles, root_rot, root_pos)
-        if spec.grounded:    # ground contact: the lowest joint stays 2 cm above the floor
-            pos[..., 1] += 0.02 - pos[..., 1].min(axis=1, keepdims=True)
-        else:                # free flight (jumps): only the rest pose stands on the floor
-            rest, _ = forward_kinematics(subject.offsets, subject.posture[None], np.eye(3)[None],
-                                         np.zeros((1, 3)))
-            pos[..., 1] += 0.02 - rest[0, :, 1].min()
+        pos[..., 1] += 0.02 - pos[..., 1].min(axis=1, keepdims=True)     # the lowest joint 2 cm above the floor
         xyz[a], rot[a] = pos, r
     s = int(np.clip(round(start), 0, T - 1))
     e = int(np.clip(round(start + action_frames), s, T - 1))
