@@ -21,7 +21,7 @@ TWO_PERSON = [a.name for a in ACTIONS if a.two_person]
 
 # Performances without the nuisances that the test at hand does not look at
 ALONE = Variation(bystander_prob=0.0)
-STILL = Variation(bystander_prob=0.0, fidgets=0.0)
+STILL = Variation(bystander_prob=0.0, fidgets=0.0, coupling=0.0)
 QUIET = SensorModel(noise_mm=0, drift_mm=0, spike_rate=0, occlusion_prob=0, swap_prob=0, lost_file_prob=0,
                     ghost_prob=0, furniture_prob=0)
 
@@ -330,7 +330,7 @@ def test_bystanders_appear_in_one_person_takes_at_their_rate():
 def test_fidgets_move_joints_the_action_leaves_free():
     left_hand = JOINT_NAMES.index("left_hand")        # free while the right hand waves
     spread = {f: max(np.ptp(_clean("wave right hand", 3, rng_seed=k,
-                                   variation=Variation(bystander_prob=0, fidgets=f))[0, :, left_hand], axis=0).max()
+                                   variation=Variation(bystander_prob=0, fidgets=f, coupling=0))[0, :, left_hand], axis=0).max()
                      for k in range(12)) for f in (0.0, 4.0)}
     assert spread[0.0] < 0.05 and spread[4.0] > 0.1, spread
 
