@@ -504,6 +504,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def parse_overrides(texts: Sequence[str]) -> dict[str, Any]:
+    """`--set` texts ["a.b=value", ...] -> {"a.b": value} (values parsed as YAML)."""
+    return {".".join(path): value for path, value in map(parse_override, texts)}
+
+
 def apply_overrides(d: dict, overrides: Sequence[str] | Mapping[str, Any]) -> dict:
     """Overrides on a nested config dict: `--set` texts ["a.b=value", ...] (values parsed as YAML)
     or a mapping {"a.b": value} of Python values (notebooks, batch parameters)."""

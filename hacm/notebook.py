@@ -29,7 +29,7 @@ from hacm.config import RunConfig, load_config
 from hacm.data.convert import convert_ntu
 from hacm.data.dataset import SkeletonDataset
 from hacm.data.store import META_FILE, Store
-from hacm.data.synth import write_synthetic
+from hacm.data.synth import make_world, write_synthetic
 from hacm.datasets import make_dataset
 from hacm.errors import HacmError
 from hacm.fileio import make_dir, write_text_atomic
@@ -180,11 +180,13 @@ def overview_store(store: str | Path = "", make_synthetic: bool = False, **synth
     return synthetic_store(path, **synth)
 
 
-def synthetic_store(store_dir: str | Path, **synth) -> Path:
-    """Generate the synthetic dataset (hacm.data.synth.write_synthetic keywords) and convert it into the
-    store store_dir with the NTU pipeline; the raw files are a temporary intermediate."""
+def synthetic_store(store_dir: str | Path, world: Mapping[str, Any] | None = None, **synth) -> Path:
+    """Generate the synthetic dataset (hacm.data.synth.write_synthetic keywords; `world`: knobs of the
+    synthetic world as dotted settings, hacm.data.synth.make_world) and convert it into the store
+    store_dir with the NTU pipeline; the raw files are a temporary intermediate."""
+    population, variation, sensor = make_world(world)
     with tempfile.TemporaryDirectory() as raw:
-        write_synthetic(raw, **synth)
+        write_synthetic(raw, population=population, variation=variation, sensor=sensor, **synth)
         return convert_ntu(raw, Path(store_dir)).store_path
 
 

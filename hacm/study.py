@@ -47,6 +47,18 @@ BEST_ON_TEST = "linear probe, best test epoch (selected on the test set; optimis
 ONE_EVALUATION = "only the last epoch was evaluated, so it equals the last epoch"
 
 
+# The demo's baselines: MAMP's and MAE's masking with HA-CM's tokenisation (hence "-style"; MAMP and MAE
+# as published are hacm/configs/mamp_*.yaml and mae_*.yaml), and the floor every method must beat.
+BASELINES: dict[str, dict[str, Any]] = {
+    "MAMP-style (motion masking, HA-CM tokens)": {
+        "masking.strategy": "motion", "model.geometry": "euclidean", "model.cc_weight": 0.0,
+        "model.motion_expmap": False},
+    "MAE-style (random masking, HA-CM tokens)": {
+        "masking.strategy": "random", "model.geometry": "euclidean", "model.cc_weight": 0.0,
+        "model.motion_expmap": False},
+}
+RANDOM_ENCODER = "random encoder (no pre-training)"
+
 _LABELS = {"linprobe": "linear probe, last epoch", "finetune": "fine-tune, last epoch",
            "semi": "semi-supervised fine-tune, last epoch"}
 

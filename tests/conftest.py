@@ -10,7 +10,7 @@ from hacm.data.synth import write_synthetic
 
 @pytest.fixture(scope="session")
 def synth_store(tmp_path_factory):
-    """Path of a store with 6 performers x 21 classes x 3 cameras of synthetic clips (synth-xsub)."""
+    """Path of a store with 6 performers x 25 classes x 3 cameras of synthetic clips (synth-xsub)."""
     root = tmp_path_factory.mktemp("synth_store")
     write_synthetic(root / "raw", seed=0, performers=6, replications=1, progress=False)
     return convert_ntu(root / "raw", root / "store", progress=False).store_path

@@ -127,7 +127,7 @@ def tiny_store(tmp_path_factory):
     from hacm.data.synth import write_synthetic
 
     root = tmp_path_factory.mktemp("synth")
-    write_synthetic(root / "raw", performers=3, replications=1, cameras=(1,), classes=["clap", "kick", "jump"],
+    write_synthetic(root / "raw", performers=3, replications=1, cameras=(1,), classes=["clap", "kick", "sit down"],
                     progress=False)
     convert_ntu(root / "raw", root / "store", progress=False)
     return root / "store"

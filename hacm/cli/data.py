@@ -45,8 +45,12 @@ def register(subparsers) -> None:
     synth = sub.add_parser("synth", help="generate the synthetic dataset as raw NTU-format files")
     synth.add_argument("--out", type=paths.resolve, required=True, help="directory for the raw files")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--performers", type=int, default=7)
-    synth.add_argument("--replications", type=int, default=5)
+    synth.add_argument("--performers", type=int, help="how many people (default: the demo's size)")
+    synth.add_argument("--replications", type=int, help="takes per performer and class; odd ones face camera 1, "
+                                                         "even ones camera 3 (default: the demo's size)")
+    synth.add_argument("--set", dest="world", action="append", default=[], metavar="KNOB=VALUE",
+                       help="a knob of the synthetic world, e.g. --set sensor.noise_mm=2 or "
+                            "--set variation.idle_seconds=[0.1,1.0] (repeatable; docs/synthetic.md lists them)")
     synth.set_defaults(func=_synth)
 
     info = sub.add_parser("info", help="summarise a store (counts per split and class, lengths, sizes)")
@@ -95,9 +99,12 @@ def _pku(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from hacm.data.synth import write_synthetic
+    from hacm.config import parse_overrides
+    from hacm.data.synth import make_world, write_synthetic
 
-    s = write_synthetic(args.out, seed=args.seed, performers=args.performers, replications=args.replications)
+    population, variation, sensor = make_world(parse_overrides(args.world))
+    size = {k: v for k, v in (("performers", args.performers), ("replications", args.replications)) if v is not None}
+    s = write_synthetic(args.out, seed=args.seed, population=population, variation=variation, sensor=sensor, **size)
     print(f"synthetic: {s.num_files} files, {len(s.class_names)} classes, {s.num_frames} frames, "
           f"{s.bytes / 1e6:.1f} MB in {s.out_dir} ({s.seconds:.1f} s)")
     return 0
