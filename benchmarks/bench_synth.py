@@ -64,13 +64,34 @@ def calibration(result, methods: list[str]) -> list[tuple[str, str, bool]]:
     return rows
 
 
+def study_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of a study at the demo's budget (this benchmark's and study_defaults.py's)."""
+    p.add_argument("--out", type=Path, help="keep data and runs here (default: a temporary directory)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--workers", type=int, default=2, help="(variant, seed) pipelines at once")
+
+
+def synthetic_data(root: Path, world: dict | None = None, seed: int = 0) -> Path:
+    """root/store: the default synthetic world's store (with `world`'s knobs), generated when missing."""
+    store_dir = root / "store"
+    if not notebook.is_store(store_dir):
+        notebook.synthetic_store(store_dir, world, seed=seed)
+    return store_dir
+
+
+def demo_study(variants: dict, seeds, root: Path, store_dir: Path, workers: int):
+    """`variants` pre-trained and evaluated (linear probe, kNN) at the demo's budget on `store_dir`."""
+    data = {"data.store": str(store_dir)}
+    return run_study(variants, seeds, root / "runs", pretrain_config="synth_pretrain", eval_config="synth_linprobe",
+                     overrides=data, eval_overrides={**data, "train.eval_every": 10}, protocols=["linprobe", "knn"],
+                     workers=workers)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, help="keep data and runs here (default: a temporary directory)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    study_arguments(p)
     p.add_argument("--quick", action="store_true", help="HA-CM, MAE-style and the random encoder only, seed 0")
-    p.add_argument("--workers", type=int, default=2, help="(method, seed) pipelines at once")
     p.add_argument("--synth-seed", type=int, default=0)
     p.add_argument("--set", dest="world", action="append", default=[], metavar="KNOB=VALUE",
                    help="a knob of the synthetic world (as `hacm data synth --set`), to see what it changes")
@@ -80,11 +101,8 @@ def main(argv=None) -> int:
     print(machine.describe())
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
-        store_dir = root / "store"
         t0 = time.perf_counter()
-        if not notebook.is_store(store_dir):
-            world = parse_overrides(args.world)
-            notebook.synthetic_store(store_dir, world, seed=args.synth_seed)
+        store_dir = synthetic_data(root, parse_overrides(args.world), args.synth_seed)
         store = Store.open(store_dir)
         benchmark = "synth-xsub"
         print(f"data: {len(store)} clips, {store.num_classes} classes, {len(store.split(benchmark, 'train'))} train / "
@@ -101,12 +119,8 @@ def main(argv=None) -> int:
         mae_style = {k: v for k, v in BASELINES.items() if k.startswith("MAE")}
         methods = {REFERENCE: {}, **(mae_style if args.quick else BASELINES), RANDOM_ENCODER: None}
         seeds = [args.seeds[0]] if args.quick else args.seeds
-        data = {"data.store": str(store_dir)}
         t0 = time.perf_counter()
-        result = run_study(methods, seeds, root / "runs", pretrain_config="synth_pretrain",
-                           eval_config="synth_linprobe", overrides=data,
-                           eval_overrides={**data, "train.eval_every": 10}, protocols=["linprobe", "knn"],
-                           workers=args.workers)
+        result = demo_study(methods, seeds, root, store_dir, args.workers)
         print(f"study: {len(methods)} methods x {len(seeds)} seeds in {time.perf_counter() - t0:.0f} s")
         for metric in result.metrics():
             print(f"\n{metric_label(metric)} ({len(seeds)} seeds, {result.test_clips} test clips):")

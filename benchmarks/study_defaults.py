@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from hacm import machine, notebook
+from bench_synth import demo_study, study_arguments, synthetic_data
+from hacm import machine
 from hacm.data.store import Store
-from hacm.study import metric_label, run_study
+from hacm.study import metric_label
 
 REFERENCE = "HA-CM"      # the shipped defaults (synth_pretrain), named as in bench_synth.py
 
@@ -51,9 +52,7 @@ DEFAULTS = {"cross-contrast": "cosine similarity, temperature 0.1, weight 0.5",
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, help="keep data and runs here (default: a temporary directory)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--workers", type=int, default=2, help="(variant, seed) pipelines at once")
+    study_arguments(p)
     p.add_argument("--studies", nargs="+", choices=list(STUDIES), default=list(STUDIES))
     args = p.parse_args(argv)
 
@@ -61,21 +60,15 @@ def main(argv=None) -> int:
     print(machine.describe())
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
-        store_dir = root / "store"
-        if not notebook.is_store(store_dir):
-            notebook.synthetic_store(store_dir)
+        store_dir = synthetic_data(root)
         store = Store.open(store_dir)
         print(f"data: {len(store)} synthetic clips, {store.num_classes} classes, "
               f"{len(store.split('synth-xsub', 'test'))} test clips (synth-xsub)")
         variants = {REFERENCE: {}}
         for name in args.studies:
             variants |= STUDIES[name]
-        data = {"data.store": str(store_dir)}
         t0 = time.perf_counter()
-        result = run_study(variants, args.seeds, root / "runs", pretrain_config="synth_pretrain",
-                           eval_config="synth_linprobe", overrides=data,
-                           eval_overrides={**data, "train.eval_every": 10}, protocols=["linprobe", "knn"],
-                           workers=args.workers)
+        result = demo_study(variants, args.seeds, root, store_dir, args.workers)
         print(f"{len(variants)} variants x {len(args.seeds)} seeds in {time.perf_counter() - t0:.0f} s, "
               f"{result.test_clips} test clips")
         rows = {m: {r.method: r for r in result.compare(m, REFERENCE)} for m in ("linprobe", "knn20")}
