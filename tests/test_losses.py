@@ -70,10 +70,10 @@ def _encoder_grad_norm(model: HACM, x: torch.Tensor) -> tuple[float, float]:
 
 
 def test_cosine_contrast_trains_the_encoder_at_the_paper_width(synth_store):
-    # Measured here (16 synthetic test clips, D = 256, 8 blocks, seed 0): the release's form reads
-    # 0.011 against 0.117 for uniform rows (its logits are dot products of LayerNorm-ed vectors,
-    # ~D in size: most rows are already one-hot), cosine / 0.1 reads 0.106 with an encoder gradient
-    # norm of 0.20 (0.18 with 2 blocks). The bounds below leave an order of magnitude.
+    # Measured here (16 synthetic test clips, 25 actor sequences, D = 256, 2 blocks, seed 0): the
+    # release's form reads 0.0019 against 0.077 for uniform rows (its logits are dot products of
+    # LayerNorm-ed vectors, ~D in size: most rows are already one-hot), cosine / 0.1 reads 0.053 with
+    # an encoder gradient norm of 0.12. The bounds below sit between the two, well clear of both.
     from hacm.data.dataset import SkeletonDataset
 
     ds = SkeletonDataset(synth_store, "synth-xsub", "test", window_size=72, p_interval=(0.95,))
@@ -88,7 +88,7 @@ def test_cosine_contrast_trains_the_encoder_at_the_paper_width(synth_store):
     loss_r, _ = _encoder_grad_norm(release, x)
     loss_c, grad_c = _encoder_grad_norm(cosine, x)
     assert loss_r < 0.5 * uniform                     # saturated: far below uniform rows at init
-    assert loss_c > 0.8 * uniform                     # not saturated: about uniform at init
+    assert loss_c > 0.5 * uniform                     # not saturated: near uniform at init
     assert grad_c > 0.02
     # the temperature sets how hard the rows are: a cold one is saturated too
     torch.manual_seed(0)
