@@ -136,7 +136,7 @@ def read_raw_dir(raw_dir, *, progress: bool = True) -> SkeletonSet:
     Unlike the conversion, short clips are kept: this describes the recordings. A file whose
     name or contents are malformed raises FormatError naming the file (and line).
     """
-    from tqdm.auto import tqdm
+    from hacm.progress import progress_bar
 
     raw_dir = Path(raw_dir)
     paths = sorted(raw_dir.glob("*.skeleton"))
@@ -144,7 +144,7 @@ def read_raw_dir(raw_dir, *, progress: bool = True) -> SkeletonSet:
         raise HacmError(f"{raw_dir}: no .skeleton files found (expected a directory of raw NTU "
                         f"files named like S001C002P003R002A013.skeleton, or a hacm store)")
     clips, declared, empty, multi, two = [], 0, 0, 0, 0
-    for path in tqdm(paths, desc=f"read {raw_dir.name}", unit="file", disable=not progress):
+    for path in progress_bar(paths, desc=f"read {raw_dir.name}", unit="file", disable=not progress):
         ids = parse_sample_name(path.name)
         raw = parse_skeleton_file(path)
         declared += raw.declared_frames
@@ -162,13 +162,13 @@ def read_raw_dir(raw_dir, *, progress: bool = True) -> SkeletonSet:
 
 def read_store(store_dir, *, progress: bool = True) -> SkeletonSet:
     """Actor-1 clips of every sample of a hacm store (centred, so no camera distance)."""
-    from tqdm.auto import tqdm
+    from hacm.progress import progress_bar
 
     from hacm.data.store import Store
 
     store = Store.open(store_dir)
     clips = [Clip(str(store.names[i]), int(store.performer[i]), np.asarray(store.frames(i)[0]))
-             for i in tqdm(range(len(store)), desc=f"read {Path(store_dir).name}", unit="clip",
+             for i in progress_bar(range(len(store)), desc=f"read {Path(store_dir).name}", unit="clip",
                            disable=not progress)]
     return SkeletonSet(str(store_dir), clips, len(store), two_actor_clips=int((store.num_actors == 2).sum()),
                        centred=True)
