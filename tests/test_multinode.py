@@ -81,7 +81,7 @@ def test_two_nodes_pretrain_rank0_writes_once_and_resume_continues(toy_store, tm
     outputs = _two_nodes(toy_config(toy_store.path, "pretrain", train={**train, "epochs": 2}),
                          tmp_path / "config.yaml", run_dir)
     # The CLI prints the run summary on global rank 0 only: exactly one node holds it.
-    assert sum('"run_dir"' in out for out in outputs) == 1, outputs
+    assert sum('run_dir:' in out for out in outputs) == 1, outputs
 
     rows = read_metrics(run_dir)
     assert [r["world_size"] for r in rows if r["kind"] == "start"] == [2]
@@ -94,7 +94,7 @@ def test_two_nodes_pretrain_rank0_writes_once_and_resume_continues(toy_store, tm
 
     outputs = _two_nodes(toy_config(toy_store.path, "pretrain", train={**train, "epochs": 3}),
                          tmp_path / "more.yaml", run_dir, "--resume")
-    assert sum('"run_dir"' in out for out in outputs) == 1, outputs
+    assert sum('run_dir:' in out for out in outputs) == 1, outputs
     rows = read_metrics(run_dir)
     assert [r["kind"] for r in rows].count("start") == 1
     resumed = _epoch_records(run_dir)

@@ -296,6 +296,8 @@ def test_explorer(tmp_path, store, pretrained, interactive):
                  if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
         assert shown, "the explorer widget was not displayed"
         return
+    depth = summary.pop("depth vs skeleton tree, tiny")         # the many-clip depth view's numbers
+    assert "Spearman rho" in depth and "from the parent point" in depth
     assert summary == {"views": 1, "checkpoints": ["tiny"], "clips": CLIPS // 3}
     for key in ("disk", "skeleton", "tokens", "radii", "spread"):
         assert (tmp_path / f"view0_tiny_{key}.html").is_file()
