@@ -10,7 +10,7 @@
 - Ctrl-C: every running job's process gets SIGTERM, records itself as "interrupted" and stops its
   kernel; the index is written and the run ends with `interrupted` set. Running the batch again
   skips the finished jobs and continues the interrupted ones in their kept directories. A batch
-  runner killed outright (kill -9) has the same effect on its jobs (`_stop_with_parent`).
+  runner killed outright (kill -9) has the same effect on its jobs (hacm.report.worker stops with it).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from hacm.machine import usable_cores
 from hacm.progress import progress_bar, read_status
 from hacm.report.batch import Batch, Job
 from hacm.report.runner import JobPlan, JobResult, plan_job, read_record, write_record
-from hacm.report.worker import progress_file, status_file
+from hacm.report.worker import BATCH_PID_VARIABLE, progress_file, status_file
 
 STOP_GRACE_S = 60          # how long an interrupted job may take to record itself and stop its kernel
 _POLL_S = 0.2
@@ -122,8 +122,8 @@ class _LocalRun:
         with open(logs / f"{plan.job.name}.log", "w") as log:
             # a session of its own: the terminal's Ctrl-C reaches this process only, which stops the jobs in order
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                       env=job_environment(dict(os.environ), self.threads, self.slots[slot]),
-                                       preexec_fn=_stop_with_parent())
+                                       env={**job_environment(dict(os.environ), self.threads, self.slots[slot]),
+                                            BATCH_PID_VARIABLE: str(os.getpid())})
         self.running[plan.job.name] = _Running(plan, process, slot, time.perf_counter())
 
     def _outcome(self, run: _Running, interrupted: bool = False) -> JobResult:
@@ -202,18 +202,6 @@ def run_local(batch: Batch, out: Path, *, force: bool, jobs: int, gpus_per_job: 
     finally:
         run.close()
     return run.done, interrupted
-
-
-def _stop_with_parent():
-    """What a job's process runs before it starts, so that if the batch runner dies (kill -9) the
-    job gets SIGTERM and stops as "interrupted", as on Ctrl-C, instead of running on unwatched (Linux;
-    None elsewhere). The next run of the batch continues it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl, PR_SET_PDEATHSIG = ctypes.CDLL(None, use_errno=True).prctl, 1   # looked up here, not in the child
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _last_bar(path: Path) -> str:

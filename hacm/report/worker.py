@@ -53,6 +53,24 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+BATCH_PID_VARIABLE = "HACM_BATCH_PID"     # the local batch runner that started this job
+
+
+def _stop_with_parent() -> bool:
+    """Ask Linux for SIGTERM when the batch runner dies (kill -9), so the job stops as "interrupted",
+    as on Ctrl-C, instead of running on unwatched; the next run of the batch continues it. Done here,
+    at the job's start, not in a fork hook (unsafe in a threaded parent). False when the runner is
+    already gone."""
+    parent = os.environ.get(BATCH_PID_VARIABLE)
+    if parent is None or not sys.platform.startswith("linux"):
+        return True
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == int(parent)      # a runner that died before the call: nobody will signal
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hacm.report.worker", description=__doc__.splitlines()[0])
     parser.add_argument("batch", type=Path)
@@ -61,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("key", help="the job's input hash, computed by the executor")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    if not _stop_with_parent():
+        print("hacm: error: the batch runner that started this job is gone", file=sys.stderr)
+        return EXIT_STATUS["interrupted"]
     job = find_job(args.batch, args.job)
     bar_file = progress_file(args.out, job.name)
     bar_file.parent.mkdir(parents=True, exist_ok=True)
