@@ -100,8 +100,14 @@ def test_ctrl_c_records_interrupted_jobs_and_a_rerun_continues_them(parallel_ws)
     batch, out = _batch(parallel_ws, jobs), parallel_ws / "report"
     command = [sys.executable, "-m", "hacm", "report", str(batch), "--out", str(out), "--jobs", "2"]
     # a session of its own, as a shell's foreground job: Ctrl-C is SIGINT to that process group
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    # as a shell's foreground job, SIGINT not ignored: a process inherits an ignored SIGINT, and the test
+    # process may have one (measured in the full suite: the runner then never saw the Ctrl-C)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     _wait_for(out / "resumable.started", process)
     _wait_for(out / "quick" / ".job.json", process)
     os.killpg(process.pid, signal.SIGINT)
